@@ -1,0 +1,83 @@
+/// @file error.hpp
+/// The redkit exception tree. Thread safety: plain value types.
+///
+/// Every failure reaches the caller as one of these. Messages name what failed
+/// (endpoint, command name, key) and never contain a password or a value.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace redkit {
+
+/// Root of every exception redkit throws.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Network failure: connect refused, reset, EOF, unreachable host.
+/// The connection that raised it has been discarded.
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A connect, command or pool wait ran past its configured timeout.
+/// Whether the server executed the command is unknown.
+class TimeoutError : public IoError {
+ public:
+  using IoError::IoError;
+};
+
+/// The server closed the connection (EOF).
+class ClosedError : public IoError {
+ public:
+  using IoError::IoError;
+};
+
+/// The server sent bytes that are not valid RESP, or a reply of a type the
+/// caller did not expect (e.g. a string where an integer was required).
+class ProtocolError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The server answered with an error reply. prefix() is its first word
+/// (ERR, WRONGTYPE, NOSCRIPT, MOVED, ASK, NOAUTH, WRONGPASS, ...).
+class ReplyError : public Error {
+ public:
+  explicit ReplyError(std::string message)
+      : Error(message), prefix_(message.substr(0, message.find(' '))) {}
+  const std::string& prefix() const noexcept { return prefix_; }
+
+ private:
+  std::string prefix_;
+};
+
+/// A result would fall outside the range of the counter's value type. The
+/// stored value was left unchanged.
+class OverflowError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A stored value the serializer could not read. key() names it.
+class DecodeError : public Error {
+ public:
+  DecodeError(std::string key, const std::string& what)
+      : Error("redkit: cannot decode value at key '" + key + "': " + what), key_(std::move(key)) {}
+  const std::string& key() const noexcept { return key_; }
+
+ private:
+  std::string key_;
+};
+
+/// Bad options or a malformed URI.
+class ConfigError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace redkit

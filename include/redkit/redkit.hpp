@@ -1,0 +1,12 @@
+/// @file redkit.hpp
+/// Includes every redkit header except json.hpp (which needs nlohmann/json).
+#pragma once
+
+#include "redkit/command.hpp"
+#include "redkit/connection.hpp"
+#include "redkit/counter.hpp"
+#include "redkit/error.hpp"
+#include "redkit/options.hpp"
+#include "redkit/redis.hpp"
+#include "redkit/reply.hpp"
+#include "redkit/script.hpp"
