@@ -20,6 +20,7 @@
 #include "redkit/command.hpp"
 #include "redkit/connection.hpp"
 #include "redkit/detail/pool.hpp"
+#include "redkit/detail/scheduler.hpp"
 #include "redkit/error.hpp"
 #include "redkit/options.hpp"
 #include "redkit/reply.hpp"
@@ -113,6 +114,9 @@ class Redis {
 
   const Options& options() const noexcept { return s_->options; }
 
+  /// The client's one background thread for periodic work (lock renewal).
+  detail::Scheduler& scheduler() noexcept { return s_->scheduler; }
+
  private:
   struct Shared {
     explicit Shared(Options o)
@@ -124,6 +128,7 @@ class Redis {
     Options options;
     detail::Pool pool;
     detail::Pool dedicated;
+    detail::Scheduler scheduler;  // last: destroyed first, while the pools still exist
   };
   static constexpr std::size_t kMaxDedicated = 256;
 

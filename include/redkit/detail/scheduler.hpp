@@ -1,0 +1,113 @@
+// One background thread per client that runs periodic tasks (lock renewal).
+// Thread-safe. The thread starts with the first task and stops with the
+// client. cancel() returns only once the task cannot run any more, so a
+// lock can stop its renewal before sending its unlock.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+namespace redkit::detail {
+
+class Scheduler {
+ public:
+  using Clock = std::chrono::steady_clock;
+  /// A periodic task; return the delay until its next run, or a negative
+  /// duration to stop.
+  using Task = std::function<std::chrono::milliseconds()>;
+
+  Scheduler() = default;
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  ~Scheduler() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  /// Runs task after delay, then again after each delay it returns.
+  /// Returns an id for cancel().
+  std::uint64_t schedule(std::chrono::milliseconds delay, Task task) {
+    std::lock_guard<std::mutex> lk(m_);
+    const std::uint64_t id = ++next_id_;
+    tasks_.emplace(id, Entry{Clock::now() + delay, std::move(task)});
+    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+    cv_.notify_all();
+    return id;
+  }
+
+  /// Removes a task. If it is running on the scheduler thread right now,
+  /// waits for that run to end (unless called from the task itself).
+  void cancel(std::uint64_t id) noexcept {
+    std::unique_lock<std::mutex> lk(m_);
+    tasks_.erase(id);
+    if (std::this_thread::get_id() == thread_.get_id()) return;
+    done_cv_.wait(lk, [&] { return running_ != id; });
+  }
+
+ private:
+  struct Entry {
+    Clock::time_point due;
+    Task task;
+  };
+
+  void run() {
+    std::unique_lock<std::mutex> lk(m_);
+    while (!stop_) {
+      auto next = tasks_.end();
+      for (auto it = tasks_.begin(); it != tasks_.end(); ++it) {
+        if (next == tasks_.end() || it->second.due < next->second.due) next = it;
+      }
+      if (next == tasks_.end()) {
+        cv_.wait(lk);
+        continue;
+      }
+      if (next->second.due > Clock::now()) {
+        cv_.wait_until(lk, next->second.due);
+        continue;
+      }
+      const std::uint64_t id = next->first;
+      Task task = next->second.task;  // copy: cancel() may erase the entry meanwhile
+      running_ = id;
+      lk.unlock();
+      std::chrono::milliseconds again{-1};
+      try {
+        again = task();
+      } catch (...) {
+        // A task reports its own failures; one that throws is dropped.
+      }
+      lk.lock();
+      running_ = 0;
+      auto it = tasks_.find(id);
+      if (it != tasks_.end()) {
+        if (again.count() < 0) {
+          tasks_.erase(it);
+        } else {
+          it->second.due = Clock::now() + again;
+        }
+      }
+      done_cv_.notify_all();
+    }
+  }
+
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::condition_variable done_cv_;
+  std::map<std::uint64_t, Entry> tasks_;
+  std::uint64_t next_id_ = 0;
+  std::uint64_t running_ = 0;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace redkit::detail
