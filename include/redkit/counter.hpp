@@ -136,13 +136,14 @@ class RedisCounter {
     }
   }
 
-  /// Adds by and returns the new value. One round trip: INCRBY (or
-  /// INCRBYFLOAT) for long long / double without a window, otherwise one
-  /// EVALSHA that checks T's range and sets the window's expiry.
+  /// Adds by and returns the new value. One round trip: INCRBY for signed
+  /// 64-bit T without a window; otherwise one EVALSHA of a script that runs
+  /// INCRBY/INCRBYFLOAT, checks T's range and sets the window's expiry.
   /// @throws OverflowError (value unchanged), ReplyError, IoError.
   T incr(T by = 1) { return add(by, false); }
 
   /// Subtracts by and returns the new value (DECRBY, or the checked script).
+  /// For signed 64-bit T the server refuses DECRBY of the type's minimum.
   /// @throws OverflowError (value unchanged), ReplyError, IoError.
   T decr(T by = 1) { return add(by, true); }
 
@@ -192,9 +193,11 @@ class RedisCounter {
   Client& client() noexcept { return client_; }
 
  private:
-  static constexpr bool kNative =
-      std::is_same_v<T, long long> || std::is_same_v<T, long> || std::is_same_v<T, std::int64_t> ||
-      std::is_same_v<T, double>;
+  // Only signed 64-bit integers can use INCRBY directly: the server's own
+  // overflow check is exactly T's range. INCRBYFLOAT computes in long double
+  // and would store a result beyond double's range, so doubles are checked
+  // by the script too.
+  static constexpr bool kNative = std::is_integral_v<T> && std::is_signed_v<T> && sizeof(T) == 8;
 
   // Bounds as the script compares them: floats widened exactly to double;
   // unsigned 64-bit capped at the server's int64 maximum.
@@ -242,13 +245,8 @@ class RedisCounter {
 
   T native(T by, bool negate) {
     try {
-      if constexpr (std::is_floating_point_v<T>) {
-        Reply r = client_.command(Command{"INCRBYFLOAT"}.key(key_).arg(detail::number_text(negate ? -by : by)));
-        return detail::parse_number<T>(r.string(), key_);
-      } else {
-        Reply r = client_.command(Command{negate ? "DECRBY" : "INCRBY"}.key(key_).arg(by));
-        return static_cast<T>(r.integer());
-      }
+      Reply r = client_.command(Command{negate ? "DECRBY" : "INCRBY"}.key(key_).arg(by));
+      return static_cast<T>(r.integer());
     } catch (const ReplyError& e) {
       detail::rethrow_counter_error(e, key_);
     }
