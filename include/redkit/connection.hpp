@@ -151,13 +151,18 @@ class Connection {
   /// timeout).
   void mark_broken() noexcept { broken_ = true; }
 
-  /// Cheap liveness check for an idle connection: an idle socket has
-  /// nothing to read, so readable means the peer closed it (or garbage).
+  /// Liveness check before reuse: an idle socket has nothing to read, so
+  /// readable means the peer closed it (server restarted, CLIENT KILL,
+  /// timeout). One poll() syscall, skipped when the connection was used
+  /// within the last millisecond (a busy connection is checked by its use).
   bool idle_healthy() const noexcept {
     if (broken_) return false;
+    if (std::chrono::steady_clock::now() - last_used_ < std::chrono::milliseconds(1)) return true;
     pollfd p{ctx_->fd, POLLIN, 0};
     return ::poll(&p, 1, 0) == 0;
   }
+  /// Records that the connection was just used (see idle_healthy()).
+  void touch() noexcept { last_used_ = std::chrono::steady_clock::now(); }
 
   const std::string& endpoint() const noexcept { return endpoint_; }
   redisContext* context() noexcept { return ctx_.get(); }
@@ -208,6 +213,7 @@ class Connection {
   std::string endpoint_;
   std::string obuf_;
   std::chrono::milliseconds default_timeout_{0};
+  std::chrono::steady_clock::time_point last_used_{};
   bool broken_ = false;
 };
 

@@ -5,7 +5,9 @@
 // invalidates every idle connection at once (generation bump): after a
 // restart the next call connects afresh instead of failing once per stale
 // connection. An idle connection whose socket turned readable (peer closed
-// it) is dropped before use.
+// it) is dropped before use; a connection used within the last millisecond
+// skips that check (see Connection::idle_healthy), so a server that dies in
+// that millisecond costs its callers one IoError.
 #pragma once
 
 #include <chrono>
@@ -79,6 +81,7 @@ class Pool {
       lk.unlock();
       c.reset();
     } else {
+      c->touch();
       idle_.push_back(std::move(c));
       lk.unlock();
     }

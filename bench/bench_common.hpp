@@ -1,0 +1,166 @@
+// Paired benchmarks: redkit beside raw hiredis doing the same work against
+// the same server in the same run.
+//
+// Loopback figures on a shared VM swing widely from run to run, so a pair
+// is registered as interleaved rounds (redkit, raw, raw, redkit, ...), each
+// a fixed number of operations, and the summary quotes the median of the
+// per-round throughput ratios plus the client CPU per operation measured
+// with getrusage(RUSAGE_THREAD). Run pinned: `taskset -c 1`, with the server
+// started on CPU 1 too (ServerOptions::cpu_list).
+#pragma once
+
+#include <benchmark/benchmark.h>
+#include <hiredis/hiredis.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace redkit::bench {
+
+inline double thread_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_THREAD, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+struct Sample {
+  double ops_per_s = 0;
+  double cpu_us_per_op = 0;
+};
+
+/// Interleaved redkit/raw rounds and their summary.
+class Pairs {
+ public:
+  using Body = std::function<void()>;  // one iteration: ops_per_iteration operations
+
+  static Pairs& instance() {
+    static Pairs p;
+    return p;
+  }
+
+  /// Registers `rounds` rounds of each side, alternating which side runs
+  /// first, each round `iterations` calls of its body.
+  void add(const std::string& name, Body redkit_side, Body raw_side, int ops_per_iteration,
+           int iterations, int rounds = 10) {
+    names_.push_back(name);
+    for (int r = 0; r < rounds; ++r) {
+      const bool redkit_first = r % 2 == 0;
+      for (int k = 0; k < 2; ++k) {
+        const bool is_redkit = (k == 0) == redkit_first;
+        const std::string side = is_redkit ? "redkit" : "raw_hiredis";
+        Body body = is_redkit ? redkit_side : raw_side;
+        benchmark::RegisterBenchmark(
+            (name + "/" + side + "/round:" + std::to_string(r)).c_str(),
+            [this, name, is_redkit, body, ops_per_iteration](benchmark::State& st) {
+              const double cpu0 = thread_cpu_seconds();
+              const auto t0 = std::chrono::steady_clock::now();
+              for (auto _ : st) body();
+              const double secs =
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+              const double ops = static_cast<double>(st.iterations()) * ops_per_iteration;
+              Sample s{ops / secs, (thread_cpu_seconds() - cpu0) / ops * 1e6};
+              (is_redkit ? redkit_[name] : raw_[name]).push_back(s);
+              st.counters["ops_per_s"] = s.ops_per_s;
+              st.counters["cpu_us_per_op"] = s.cpu_us_per_op;
+            })
+            ->Iterations(iterations)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+      }
+    }
+  }
+
+  /// Prints, per pair, the median of the paired throughput ratios
+  /// (redkit / raw) and the medians of ops/s and CPU per op.
+  void print_summary() const {
+    std::printf("\n%-28s %10s %12s %12s %12s %12s\n", "pair", "ratio", "redkit ops/s", "raw ops/s",
+                "redkit cpu/op", "raw cpu/op");
+    for (const auto& name : names_) {
+      if (!redkit_.count(name) || !raw_.count(name)) continue;  // filtered out
+      const auto& a = redkit_.at(name);
+      const auto& b = raw_.at(name);
+      std::vector<double> ratios, ops_a, ops_b, cpu_a, cpu_b;
+      for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+        ratios.push_back(a[i].ops_per_s / b[i].ops_per_s);
+        ops_a.push_back(a[i].ops_per_s);
+        ops_b.push_back(b[i].ops_per_s);
+        cpu_a.push_back(a[i].cpu_us_per_op);
+        cpu_b.push_back(b[i].cpu_us_per_op);
+      }
+      std::printf("%-28s %9.3fx %12.0f %12.0f %10.2fus %10.2fus   (median of %zu paired rounds)\n",
+                  name.c_str(), median(ratios), median(ops_a), median(ops_b), median(cpu_a),
+                  median(cpu_b), ratios.size());
+    }
+  }
+
+  static double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  }
+
+ private:
+  std::vector<std::string> names_;
+  std::map<std::string, std::vector<Sample>> redkit_, raw_;
+};
+
+/// A raw hiredis connection for the reference side.
+class RawHiredis {
+ public:
+  RawHiredis(const std::string& host, int port) : c_(redisConnect(host.c_str(), port)) {
+    if (!c_ || c_->err) throw std::runtime_error("raw hiredis: cannot connect");
+  }
+  ~RawHiredis() { redisFree(c_); }
+  RawHiredis(const RawHiredis&) = delete;
+  RawHiredis& operator=(const RawHiredis&) = delete;
+
+  /// Sends one command and checks it got a non-error reply.
+  void command(const std::vector<std::string>& argv) {
+    append(argv);
+    read_one();
+  }
+  /// Queues a command (hiredis buffers until the next read).
+  void append(const std::vector<std::string>& argv) {
+    ptrs_.clear();  // reused: no allocation on the reference side's hot path
+    lens_.clear();
+    for (const auto& a : argv) {
+      ptrs_.push_back(a.data());
+      lens_.push_back(a.size());
+    }
+    redisAppendCommandArgv(c_, static_cast<int>(argv.size()), ptrs_.data(), lens_.data());
+  }
+  void read_one() {
+    void* r = nullptr;
+    if (redisGetReply(c_, &r) != REDIS_OK || !r) throw std::runtime_error("raw hiredis: I/O error");
+    const bool err = static_cast<redisReply*>(r)->type == REDIS_REPLY_ERROR;
+    freeReplyObject(r);
+    if (err) throw std::runtime_error("raw hiredis: error reply");
+  }
+
+ private:
+  redisContext* c_;
+  std::vector<const char*> ptrs_;
+  std::vector<size_t> lens_;
+};
+
+/// Runs the registered benchmarks, then prints the paired summary.
+inline int run_main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  Pairs::instance().print_summary();
+  return 0;
+}
+
+}  // namespace redkit::bench
