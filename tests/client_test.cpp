@@ -162,7 +162,7 @@ TEST(Reply, ErrorReplyThrowsReplyErrorWithPrefix) {
 TEST(Redis, KeysAndValuesAreBinarySafe) {
   Redis r = shared_client();
   const std::string key = unique_prefix() + std::string("k\0ey\r\n*3\r\n", 11);
-  const std::string value = std::string("v\0al\r\n$5\r\nue", 14);
+  const std::string value = std::string("v\0al\r\n$5\r\nue", 12);
   r.command(Command{"SET"}.key(key).arg(value));
   EXPECT_EQ(r.command(Command{"GET"}.key(key)).string(), value);
   EXPECT_EQ(r.command(Command{"STRLEN"}.key(key)).integer(), static_cast<long long>(value.size()));

@@ -10,3 +10,4 @@
 #include "redkit/redis.hpp"
 #include "redkit/reply.hpp"
 #include "redkit/script.hpp"
+#include "redkit/version.hpp"

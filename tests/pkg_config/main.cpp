@@ -1,0 +1,11 @@
+#include <redkit/redkit.hpp>
+
+#include <iostream>
+
+int main() {
+  // Parsing a URI needs no server.
+  redkit::Options o = redkit::Options::from_uri("redis://127.0.0.1:1/0");
+  (void)o;
+  std::cout << "redkit " << REDKIT_VERSION << '\n';
+  return 0;
+}
