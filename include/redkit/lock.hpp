@@ -1,0 +1,727 @@
+/// @file lock.hpp
+/// redkit::RedisLock, a distributed lock at one Redis key that behaves like
+/// a std::timed_mutex: Lockable and TimedLockable, so std::lock_guard,
+/// std::unique_lock and std::scoped_lock work with it.
+///
+/// Thread safety: one RedisLock object is used by one thread at a time, like
+/// the owner of a std::mutex. Distinct RedisLock objects on the same name, in
+/// threads of one process or in different processes, exclude each other:
+/// that is the point. They may share one client (the client is thread-safe).
+/// The renewal callback (LockOptions::on_lost) runs on the client's
+/// scheduler thread.
+///
+/// Exceptions: acquiring throws IoError (TimeoutError, ClosedError) when the
+/// server cannot be reached, ReplyError if it answers with an error (e.g. the
+/// key holds a non-string), NotReplicatedError when LockOptions::wait_replicas
+/// is set and too few replicas acknowledged, ConfigError for bad options or
+/// names, Error if the OS has no CSPRNG. unlock() and the destructor never
+/// throw.
+///
+/// Key layout: the lock's value (a random token) lives at exactly the key
+/// named, set with PX, so redis-py's Lock and other clients that follow the
+/// `SET key token NX PX ttl` protocol exclude and are excluded. Two side keys
+/// share its hash slot: `{name}:fence` (the fencing counter, no expiry) and
+/// `{name}:wake` (a list a release pushes to, expiring after 2 s). When the
+/// name already has a hash tag, the side keys are `name:fence`, `name:wake`.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "redkit/command.hpp"
+#include "redkit/detail/scheduler.hpp"
+#include "redkit/detail/token.hpp"
+#include "redkit/error.hpp"
+#include "redkit/redis.hpp"
+#include "redkit/reply.hpp"
+#include "redkit/script.hpp"
+
+namespace redkit {
+
+/// Options of a RedisLock (and RedisRedlock). Defaults suit a lock held for
+/// seconds to minutes.
+struct LockOptions {
+  /// Lifetime of the key on the server. Without renewal the lock is gone
+  /// this long after it was acquired; with renewal, this long after the last
+  /// successful renewal.
+  std::chrono::milliseconds ttl{30000};
+
+  /// Renew the key every ttl/3 from the client's one scheduler thread while
+  /// the lock is held (never a thread per lock).
+  bool auto_renew = true;
+
+  /// Called once, on the client's scheduler thread, when the lock stops
+  /// being ours without unlock(): a renewal found the key gone or held by
+  /// another token, renewals failed (I/O) until our deadline passed, or
+  /// max_hold ran out. owns_lock() is already false when it runs. Keep it
+  /// short and non-blocking; it must not destroy the lock or its client.
+  std::function<void(const std::string& name)> on_lost;
+
+  /// Upper bound on how long one acquisition may be kept alive, by renewal
+  /// and by extend() alike: the key expires at the latest this long after it
+  /// was acquired. Unset: renew for as long as the lock is held.
+  std::optional<std::chrono::milliseconds> max_hold;
+
+  /// Fallback wait of a blocked waiter (lock(), try_lock_for()) when no
+  /// release wakes it: it starts at retry_min and doubles up to retry_max,
+  /// each wait drawn uniformly from [d/2, d], and never outlasts the holder's
+  /// remaining TTL. It only matters when a wake-up is lost (a woken waiter
+  /// crashed) or the holder does not send one (redis-py, redsync): a
+  /// release by a redkit lock wakes a waiter at once.
+  std::chrono::milliseconds retry_min{250};
+  std::chrono::milliseconds retry_max{2000};
+
+  /// After acquiring, send `WAIT wait_replicas wait_timeout` on the same
+  /// connection. If fewer replicas acknowledge in time the lock is released
+  /// and the acquire throws NotReplicatedError (it does not return false:
+  /// the lock was free, so "busy" would be a lie). 0: no WAIT.
+  /// Not available on RedisRedlock.
+  int wait_replicas = 0;
+  std::chrono::milliseconds wait_timeout{100};
+};
+
+/// Thrown by an acquire with LockOptions::wait_replicas set when fewer
+/// replicas than asked acknowledged the lock's write within wait_timeout.
+/// The lock was released (best effort) before the throw.
+class NotReplicatedError : public Error {
+ public:
+  NotReplicatedError(const std::string& name, long long acknowledged, int required)
+      : Error("redkit: lock '" + name + "' acquired but only " + std::to_string(acknowledged) + " of " +
+              std::to_string(required) + " replicas acknowledged it; released"),
+        acknowledged_(acknowledged),
+        required_(required) {}
+  long long acknowledged() const noexcept { return acknowledged_; }
+  int required() const noexcept { return required_; }
+
+ private:
+  long long acknowledged_;
+  int required_;
+};
+
+namespace detail {
+
+using LockClock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+/// The three keys of a lock name.
+struct LockKeys {
+  std::string key;    ///< the lock itself: exactly the name
+  std::string fence;  ///< fencing counter
+  std::string wake;   ///< list a release pushes to, BLPOPed by waiters
+};
+
+/// True if Redis Cluster would hash only part of key: a '{' followed later by
+/// a '}' with at least one byte between them.
+inline bool has_hash_tag(std::string_view key) {
+  const auto open = key.find('{');
+  if (open == std::string_view::npos) return false;
+  const auto close = key.find('}', open + 1);
+  return close != std::string_view::npos && close > open + 1;
+}
+
+/// Side keys in the slot of name: `{name}:suffix`, or `name:suffix` when name
+/// already has a hash tag. @throws ConfigError for an empty name, or one with
+/// a '}' outside a hash tag (`{name}` would then hash a prefix of it).
+inline LockKeys lock_keys(const std::string& name) {
+  if (name.empty()) throw ConfigError("redkit: empty lock name");
+  if (has_hash_tag(name)) return {name, name + ":fence", name + ":wake"};
+  if (name.find('}') != std::string::npos) {
+    throw ConfigError("redkit: lock name '" + name +
+                      "' has a '}' outside a hash tag, so no side key can share its slot; "
+                      "give it a hash tag such as {" + "tag}");
+  }
+  return {name, "{" + name + "}:fence", "{" + name + "}:wake"};
+}
+
+/// How long a wake-up waits in the list for a waiter (one that was between
+/// its failed attempt and its BLPOP when the release came). Any acquire
+/// deletes it, so it only lingers while the lock is free.
+inline constexpr milliseconds kWakeTtl{2000};
+
+// Acquire. KEYS: lock, fence, wake. ARGV: token, ttl ms.
+// Returns {1, fence} when the lock is ours, {0, pttl} when another holds it.
+// Our own token already there means an earlier attempt whose reply was lost
+// succeeded: extend it and hand back the fence it got. The counter is seeded
+// from the server clock in microseconds whenever it is missing (first use,
+// restart without persistence, FLUSHALL), so fences still increase after it
+// is lost: acquisitions are far rarer than one per microsecond.
+inline const Script& lock_acquire_script() {
+  static const Script s(R"lua(
+local function next_fence()
+  local f = redis.call('INCR', KEYS[2])
+  if f == 1 then
+    local t = redis.call('TIME')
+    local seed = t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('SET', KEYS[2], seed)
+    f = tonumber(seed)
+  end
+  return f
+end
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  local f = redis.call('GET', KEYS[2])
+  if f then return {1, tonumber(f)} end
+  return {1, next_fence()}
+end
+if holder then return {0, redis.call('PTTL', KEYS[1])} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[3])
+return {1, next_fence()}
+)lua");
+  return s;
+}
+
+// Release. KEYS: lock, wake. ARGV: token, wake ttl ms. Returns 1 if it was
+// ours. Pushes one wake-up only when none is pending, so one release wakes
+// one waiter.
+inline const Script& lock_release_script() {
+  static const Script s(R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if redis.call('LLEN', KEYS[2]) == 0 then
+  redis.call('RPUSH', KEYS[2], '1')
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+)lua");
+  return s;
+}
+
+// Extend. KEYS: lock. ARGV: token, ttl ms. Returns 1 if it was ours.
+inline const Script& lock_extend_script() {
+  static const Script s(R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+)lua");
+  return s;
+}
+
+// Raises the fencing counter to at least ARGV[1] (RedisRedlock's second
+// round). KEYS: fence.
+inline const Script& lock_fence_floor_script() {
+  static const Script s(R"lua(
+local f = tonumber(redis.call('GET', KEYS[1]) or '0')
+if f < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+)lua");
+  return s;
+}
+
+/// The outcome of one acquire attempt.
+struct LockAttempt {
+  bool acquired = false;
+  std::int64_t fence = 0;
+  milliseconds holder_ttl{-1};            ///< when busy: the holder's PTTL; negative: unknown
+  LockClock::time_point valid_until{};  ///< when acquired: the end of our validity
+};
+
+/// Reads the acquire script's reply.
+inline LockAttempt parse_attempt(const ReplyView& r, LockClock::time_point sent, milliseconds ttl) {
+  LockAttempt a;
+  a.acquired = r[0].integer() == 1;
+  if (a.acquired) {
+    a.fence = r[1].integer();
+    a.valid_until = sent + ttl;
+  } else {
+    a.holder_ttl = milliseconds(r[1].integer());
+  }
+  return a;
+}
+
+/// A BLPOP timeout in seconds with millisecond precision ("0.250").
+inline std::string seconds_text(milliseconds t) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld.%03lld", static_cast<long long>(t.count() / 1000),
+                static_cast<long long>(t.count() % 1000));
+  return buf;
+}
+
+/// A steady-clock deadline d from now, saturating instead of overflowing for
+/// durations such as hours::max().
+template <class Rep, class Period>
+LockClock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
+  const auto now = LockClock::now();
+  if (d <= d.zero()) return now;
+  const std::chrono::duration<double> room = LockClock::time_point::max() - now;
+  if (std::chrono::duration<double>(d) >= room) return LockClock::time_point::max();
+  return now + std::chrono::ceil<LockClock::duration>(d);
+}
+
+/// @throws ConfigError for options that cannot work.
+inline void check_lock_options(const LockOptions& o) {
+  if (o.ttl.count() < 3) throw ConfigError("redkit: lock ttl must be at least 3 ms");
+  if (o.retry_min.count() < 1) throw ConfigError("redkit: lock retry_min must be at least 1 ms");
+  if (o.retry_max < o.retry_min) throw ConfigError("redkit: lock retry_max is below retry_min");
+  if (o.max_hold && o.max_hold->count() <= 0) throw ConfigError("redkit: lock max_hold must be positive");
+  if (o.wait_replicas < 0) throw ConfigError("redkit: lock wait_replicas is negative");
+  if (o.wait_replicas > 0 && o.wait_timeout.count() <= 0) {
+    throw ConfigError("redkit: lock wait_timeout must be positive (WAIT 0 would block forever)");
+  }
+}
+
+/// The single-server protocol over one client: RedisLock's backend.
+/// Thread-safe (the client is; the rest is immutable).
+template <class Client>
+class SingleLockBackend {
+ public:
+  SingleLockBackend(Client client, LockKeys keys, int wait_replicas, milliseconds wait_timeout)
+      : client_(std::move(client)),
+        keys_(std::move(keys)),
+        wait_replicas_(wait_replicas),
+        wait_timeout_(wait_timeout) {}
+
+  /// One acquire attempt with the given token. A timeout is ambiguous (the
+  /// script may have run), so it is retried once with the same token, which
+  /// then finds its own key; if that fails too, the key is released.
+  LockAttempt try_acquire(const std::string& token, milliseconds ttl) {
+    try {
+      return acquire_once(token, ttl);
+    } catch (const TimeoutError&) {
+      try {
+        return acquire_once(token, ttl);
+      } catch (...) {
+        release(token);
+        throw;
+      }
+    }
+  }
+
+  /// PEXPIREs the key if it still holds token. Returns the new end of our
+  /// validity, or nullopt when the key is gone or another's.
+  /// @throws IoError, ReplyError.
+  std::optional<LockClock::time_point> renew(const std::string& token, milliseconds ttl) {
+    const std::string ttl_text = std::to_string(ttl.count());
+    const auto sent = LockClock::now();
+    Reply r = client_.eval(lock_extend_script(), {std::string_view(keys_.key)},
+                           {std::string_view(token), std::string_view(ttl_text)});
+    if (r.integer() != 1) return std::nullopt;
+    return sent + ttl;
+  }
+
+  /// Deletes the key if it holds token and wakes one waiter. Never throws:
+  /// on failure the key expires by its TTL.
+  void release(const std::string& token) noexcept {
+    try {
+      static const std::string wake_ttl = std::to_string(kWakeTtl.count());
+      client_.eval(lock_release_script(), {std::string_view(keys_.key), std::string_view(keys_.wake)},
+                   {std::string_view(token), std::string_view(wake_ttl)});
+    } catch (...) {
+    }
+  }
+
+  Scheduler& scheduler() noexcept { return client_.scheduler(); }
+
+  /// Blocks one waiter on the wake list. Holds a dedicated connection for
+  /// as long as the waiter lives (one lock() call).
+  class Waiter {
+   public:
+    explicit Waiter(SingleLockBackend& b) : b_(b) {}
+
+    /// BLPOP on the wake list for up to timeout. True if a release woke us.
+    /// Redis ends a BLPOP only on its next event-loop tick (up to 1/hz =
+    /// 100 ms late), so a wait that must end at the caller's deadline is
+    /// ended by our read timeout instead; the connection is then dropped
+    /// (the server unblocks it as it closes). An I/O error drops the
+    /// connection and returns false, so the caller goes back to an attempt
+    /// (which reports a server that is really down); a second one in a row
+    /// is thrown. @throws IoError, ReplyError.
+    bool wait(milliseconds timeout, bool at_deadline) {
+      if (timeout.count() <= 0) return false;
+      if (!lease_) lease_.emplace(b_.client_.lease(b_.keys_.wake));
+      const milliseconds margin = b_.client_.options().command_timeout;
+      milliseconds server_timeout = timeout;
+      milliseconds read_timeout = margin.count() > 0 ? timeout + margin : milliseconds(0);
+      if (at_deadline) {
+        server_timeout = timeout + milliseconds(200);
+        read_timeout = timeout;
+      }
+      try {
+        Reply r = lease_->command(Command{"BLPOP"}.key(b_.keys_.wake).arg(seconds_text(server_timeout)),
+                                  read_timeout);
+        r.check();
+        failures_ = 0;
+        return !r.is_nil();
+      } catch (const TimeoutError&) {
+        lease_.reset();
+        if (at_deadline) return false;  // our own deadline, not a failure
+        if (++failures_ > 1) throw;
+        return false;
+      } catch (const IoError&) {
+        lease_.reset();
+        if (++failures_ > 1) throw;
+        return false;
+      }
+    }
+
+   private:
+    using LeaseType = decltype(std::declval<Client&>().lease(std::string_view()));
+    SingleLockBackend& b_;
+    std::optional<LeaseType> lease_;
+    int failures_ = 0;
+  };
+  Waiter waiter() { return Waiter(*this); }
+
+ private:
+  LockAttempt acquire_once(const std::string& token, milliseconds ttl) {
+    const std::string ttl_text = std::to_string(ttl.count());
+    const auto sent = LockClock::now();
+    if (wait_replicas_ > 0) return acquire_replicated(token, ttl_text, sent, ttl);
+    Reply r = client_.eval(lock_acquire_script(),
+                           {std::string_view(keys_.key), std::string_view(keys_.fence),
+                            std::string_view(keys_.wake)},
+                           {std::string_view(token), std::string_view(ttl_text)});
+    return parse_attempt(r, sent, ttl);
+  }
+
+  // WAIT counts the writes of the connection it is sent on, so the script
+  // and the WAIT go over one leased connection, each with its own timeout.
+  LockAttempt acquire_replicated(const std::string& token, const std::string& ttl_text,
+                                 LockClock::time_point sent, milliseconds ttl) {
+    auto lease = client_.lease(keys_.key);
+    const milliseconds timeout = client_.options().command_timeout;
+    const std::initializer_list<std::string_view> keys = {keys_.key, keys_.fence, keys_.wake};
+    const std::initializer_list<std::string_view> args = {token, ttl_text};
+    Reply r = lease.command(lock_acquire_script().command(keys, args, true), timeout);
+    if (r.is_error() && is_noscript(r.error())) {
+      r = lease.command(lock_acquire_script().command(keys, args, false), timeout);
+    }
+    r.check();
+    LockAttempt a = parse_attempt(r, sent, ttl);
+    if (!a.acquired) return a;
+    Reply w = lease.command(
+        Command{"WAIT"}.route(keys_.key).arg(wait_replicas_).arg(static_cast<long long>(wait_timeout_.count())),
+        timeout.count() > 0 ? wait_timeout_ + timeout : milliseconds(0));
+    w.check();
+    if (w.integer() < wait_replicas_) {
+      release(token);
+      throw NotReplicatedError(keys_.key, w.integer(), wait_replicas_);
+    }
+    return a;
+  }
+
+  Client client_;
+  const LockKeys keys_;
+  const int wait_replicas_;
+  const milliseconds wait_timeout_;
+};
+
+/// The Lockable/TimedLockable logic shared by RedisLock and RedisRedlock:
+/// token, deadline, renewal and waiting, over a Backend that speaks to the
+/// server(s). Used by one thread at a time; the renewal task shares only the
+/// Hold of the current acquisition with it.
+template <class Backend>
+class LockEngine {
+ public:
+  LockEngine(std::shared_ptr<Backend> backend, std::string name, LockOptions options)
+      : backend_(std::move(backend)), name_(std::move(name)), options_(std::move(options)) {}
+
+  LockEngine(LockEngine&&) noexcept = default;
+  LockEngine& operator=(LockEngine&& other) noexcept {
+    if (this != &other) {
+      unlock();
+      backend_ = std::move(other.backend_);
+      name_ = std::move(other.name_);
+      options_ = std::move(other.options_);
+      hold_ = std::move(other.hold_);
+      token_ = std::move(other.token_);
+      fence_ = other.fence_;
+    }
+    return *this;
+  }
+  LockEngine(const LockEngine&) = delete;
+  LockEngine& operator=(const LockEngine&) = delete;
+  ~LockEngine() { unlock(); }
+
+  /// Attempts until acquired or deadline (LockClock::time_point::max():
+  /// forever). At least one attempt is made, even with a past deadline.
+  bool acquire_until(LockClock::time_point deadline) {
+    if (hold_) {
+      if (owns_lock()) throw Error("redkit: lock '" + name_ + "' is already held by this object");
+      unlock();  // a lost hold: drop its renewal, release if still ours
+    }
+    token_ = random_token();
+    LockAttempt a = backend_->try_acquire(token_, options_.ttl);
+    if (!a.acquired && LockClock::now() >= deadline) return false;
+    if (!a.acquired) a = wait_for_release(deadline, a);
+    if (!a.acquired) return false;
+    start_hold(a);
+    return true;
+  }
+
+  void unlock() noexcept {
+    if (!hold_) return;
+    std::shared_ptr<Hold> hold = std::move(hold_);
+    // Stop renewing first, so no renewal can run after (or race) the release.
+    if (hold->task) backend_->scheduler().cancel(hold->task);
+    backend_->release(hold->token);
+  }
+
+  bool extend(milliseconds ttl) {
+    if (ttl.count() < 1) throw ConfigError("redkit: lock extend ttl must be at least 1 ms");
+    if (!hold_ || hold_->lost) return false;
+    Hold& h = *hold_;
+    std::lock_guard<std::mutex> lk(h.renew_mutex);  // not at the same time as a renewal
+    milliseconds effective = ttl;
+    if (h.hold_until) {
+      const auto left = std::chrono::duration_cast<milliseconds>(*h.hold_until - LockClock::now());
+      if (left.count() <= 0) return false;
+      effective = std::min(ttl, left);
+    }
+    const auto valid_until = backend_->renew(h.token, effective);
+    if (!valid_until) {
+      h.lost = true;
+      return false;
+    }
+    h.valid_until = valid_until->time_since_epoch().count();
+    h.ttl = ttl;  // later renewals keep the new lifetime
+    return true;
+  }
+
+  bool owns_lock() const noexcept {
+    if (!hold_ || hold_->lost) return false;
+    return LockClock::now().time_since_epoch().count() < hold_->valid_until.load();
+  }
+
+  std::int64_t fencing_token() const noexcept { return fence_; }
+  const std::string& token() const noexcept { return token_; }
+  const std::string& name() const noexcept { return name_; }
+  const LockOptions& options() const noexcept { return options_; }
+  const Backend& backend() const noexcept { return *backend_; }
+
+ private:
+  // What one acquisition shares with its renewal task.
+  struct Hold {
+    std::shared_ptr<Backend> backend;
+    std::string name;
+    std::string token;
+    std::function<void(const std::string&)> on_lost;
+    std::optional<LockClock::time_point> hold_until;  // acquired + max_hold
+    std::atomic<LockClock::rep> valid_until{0};       // steady ticks
+    std::atomic<bool> lost{false};
+    std::mutex renew_mutex;  // one renew/extend round trip at a time
+    milliseconds ttl{0};     // guarded by renew_mutex
+    std::uint64_t task = 0;  // renewal task id; owner thread only
+  };
+
+  // Blocks on wake-ups with a fallback timeout (see LockOptions::retry_min)
+  // and retries after each, until acquired or past the deadline.
+  LockAttempt wait_for_release(LockClock::time_point deadline, LockAttempt a) {
+    auto waiter = backend_->waiter();
+    milliseconds backoff = options_.retry_min;
+    for (;;) {
+      const auto now = LockClock::now();
+      if (now >= deadline) return a;
+      milliseconds wait = random_between(backoff / 2, backoff);
+      if (a.holder_ttl.count() >= 0) {
+        // Wake just after the holder's key expires (a crashed holder), with
+        // a little jitter so that waiters do not all retry at once.
+        wait = std::min(wait, a.holder_ttl + random_between(milliseconds(1), milliseconds(10)));
+      }
+      const auto left = std::chrono::ceil<milliseconds>(deadline - now);
+      const bool at_deadline = left <= wait;
+      const bool woken = waiter.wait(std::min(wait, left), at_deadline);
+      backoff = woken ? options_.retry_min : std::min(backoff * 2, options_.retry_max);
+      a = backend_->try_acquire(token_, options_.ttl);
+      if (a.acquired) return a;
+    }
+  }
+
+  void start_hold(const LockAttempt& a) {
+    auto hold = std::make_shared<Hold>();
+    hold->backend = backend_;
+    hold->name = name_;
+    hold->token = token_;
+    hold->on_lost = options_.on_lost;
+    if (options_.max_hold) hold->hold_until = LockClock::now() + *options_.max_hold;
+    hold->valid_until = a.valid_until.time_since_epoch().count();
+    hold->ttl = options_.ttl;
+    fence_ = a.fence;
+    hold_ = hold;
+    if (options_.auto_renew) {
+      std::weak_ptr<Hold> weak = hold;
+      // The task holds only a weak reference: the lock owns the hold (and
+      // through it the client), and cancels the task before dropping it.
+      hold->task = backend_->scheduler().schedule(
+          renew_period(options_.ttl), [weak] { return renew_step(weak); });
+    }
+  }
+
+  static milliseconds renew_period(milliseconds ttl) { return std::max(ttl / 3, milliseconds(1)); }
+
+  // One run of the renewal task on the scheduler thread. Returns the delay
+  // until the next run, or a negative one to stop.
+  static milliseconds renew_step(const std::weak_ptr<Hold>& weak) {
+    const milliseconds stop{-1};
+    std::shared_ptr<Hold> hold = weak.lock();
+    if (!hold) return stop;
+    milliseconds next = stop;
+    bool lost = false;
+    {
+      std::lock_guard<std::mutex> lk(hold->renew_mutex);
+      if (hold->lost) return stop;
+      const auto now = LockClock::now();
+      milliseconds ttl = hold->ttl;
+      if (hold->hold_until) {
+        const auto left = std::chrono::duration_cast<milliseconds>(*hold->hold_until - now);
+        ttl = std::min(ttl, left);
+      }
+      if (ttl.count() <= 0 || now.time_since_epoch().count() >= hold->valid_until.load()) {
+        lost = true;  // max_hold ran out, or renewals failed until our deadline
+      } else {
+        try {
+          const auto valid_until = hold->backend->renew(hold->token, ttl);
+          if (valid_until) {
+            hold->valid_until = valid_until->time_since_epoch().count();
+            // Near max_hold the last renewal is short; run again when it ends to report it.
+            next = std::min(renew_period(hold->ttl), ttl);
+          } else {
+            lost = true;
+          }
+        } catch (...) {
+          // I/O trouble: try again soon, until our own deadline passes.
+          const auto left = std::chrono::duration_cast<milliseconds>(
+              LockClock::time_point(LockClock::duration(hold->valid_until.load())) - now);
+          next = std::clamp(hold->ttl / 10, milliseconds(1), std::max(left, milliseconds(1)));
+        }
+      }
+      if (lost) hold->lost = true;
+    }
+    if (lost && hold->on_lost) {
+      try {
+        hold->on_lost(hold->name);
+      } catch (...) {
+        // The callback's own failure must not stop the scheduler.
+      }
+    }
+    return lost ? stop : next;
+  }
+
+  std::shared_ptr<Backend> backend_;
+  std::string name_;
+  LockOptions options_;
+  std::shared_ptr<Hold> hold_;
+  std::string token_;
+  std::int64_t fence_ = 0;
+};
+
+}  // namespace detail
+
+/// A distributed lock on one Redis key (see the file comment for the
+/// protocol, key layout, thread safety and exceptions).
+///
+///     redkit::RedisLock<> lock(redis, "orders:42");
+///     std::lock_guard<redkit::RedisLock<>> guard(lock);
+///     write_with_fence(lock.fencing_token());
+///
+/// Client is redkit::Redis or any client with the same interface (eval,
+/// lease, scheduler, options), such as redkit::Cluster.
+template <class Client = Redis>
+class RedisLock {
+ public:
+  /// A lock named name on client's server; does not contact the server.
+  /// @throws ConfigError for bad options, an empty name, or a name with a
+  /// '}' outside a hash tag.
+  RedisLock(Client client, std::string name, LockOptions options = {})
+      : engine_(make_backend(std::move(client), name, options), name, options) {}
+
+  /// Moves the lock (and a hold, with its renewal) from other, which may
+  /// then only be destroyed or assigned to.
+  RedisLock(RedisLock&& other) noexcept = default;
+  /// Releases a lock this object holds, then takes over other's.
+  RedisLock& operator=(RedisLock&& other) noexcept = default;
+  RedisLock(const RedisLock&) = delete;
+  RedisLock& operator=(const RedisLock&) = delete;
+
+  /// Releases the lock if held (as unlock()). Never throws.
+  ~RedisLock() = default;
+
+  /// Blocks until the lock is ours. Sends the acquire script (EVALSHA), and
+  /// while another holds it waits in BLPOP on the wake list of a dedicated
+  /// connection (woken by a release, or by the fallback timeout) and tries
+  /// again. @throws IoError, ReplyError, NotReplicatedError, Error if this
+  /// object already owns the lock.
+  void lock() { engine_.acquire_until(detail::LockClock::time_point::max()); }
+
+  /// One attempt (one EVALSHA); true if the lock is now ours.
+  /// @throws as lock(), except that it never waits.
+  bool try_lock() { return engine_.acquire_until(detail::LockClock::time_point::min()); }
+
+  /// Tries until the lock is ours or timeout has passed, waiting as lock()
+  /// does; returns shortly after the deadline (one more attempt is made when
+  /// it comes). A zero or negative timeout makes one attempt. @throws as lock().
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return engine_.acquire_until(detail::deadline_after(timeout));
+  }
+
+  /// Tries until the lock is ours or deadline (of any clock) has passed.
+  /// The wait runs on the steady clock; a clock that is not steady is
+  /// checked again when it ends, and waiting goes on if it went back.
+  /// @throws as lock().
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    for (;;) {
+      if (engine_.acquire_until(detail::deadline_after(deadline - Clock::now()))) return true;
+      if (Clock::is_steady || Clock::now() >= deadline) return false;
+    }
+  }
+
+  /// Releases the lock if the key still holds our token (one EVALSHA that
+  /// compares, deletes and wakes one waiter); a key that is gone or another
+  /// holder's is left alone. Renewal is stopped before the round trip.
+  /// Never throws: on an I/O error the key simply expires by its TTL.
+  /// owns_lock() is false afterwards. No-op when not held.
+  void unlock() noexcept { engine_.unlock(); }
+
+  /// Sets the key's TTL to ttl (capped by max_hold) if it still holds our
+  /// token (one EVALSHA: compare, then PEXPIRE); later renewals keep this
+  /// TTL. Returns false, without a round trip, when not held or known lost,
+  /// and false when the key is gone or another's (the hold is then lost).
+  /// @throws ConfigError for ttl < 1 ms, IoError, ReplyError.
+  bool extend(std::chrono::milliseconds ttl) { return engine_.extend(ttl); }
+
+  /// True while held: acquired, not unlocked, not reported lost, and our
+  /// deadline (the time an acquire or renewal was sent, plus the TTL) not
+  /// passed on the steady clock. No round trip.
+  bool owns_lock() const noexcept { return engine_.owns_lock(); }
+
+  /// The fencing token of the latest acquisition (0 before the first):
+  /// strictly greater than any earlier holder's on this name, including
+  /// holders in other processes. Pass it to the resource you protect and
+  /// have it reject writes with a smaller token than it has seen.
+  std::int64_t fencing_token() const noexcept { return engine_.fencing_token(); }
+
+  /// The random token of the latest acquisition, stored as the key's value
+  /// ("" before the first). A fresh one is drawn for each acquisition.
+  const std::string& token() const noexcept { return engine_.token(); }
+
+  /// The lock's name, which is also its key.
+  const std::string& name() const noexcept { return engine_.name(); }
+
+ private:
+  using Backend = detail::SingleLockBackend<Client>;
+
+  static std::shared_ptr<Backend> make_backend(Client client, const std::string& name,
+                                               const LockOptions& options) {
+    detail::check_lock_options(options);
+    return std::make_shared<Backend>(std::move(client), detail::lock_keys(name), options.wait_replicas,
+                                     options.wait_timeout);
+  }
+
+  detail::LockEngine<Backend> engine_;
+};
+
+}  // namespace redkit
