@@ -1,0 +1,597 @@
+/// @file cluster.hpp
+/// redkit::Cluster, the client for Redis Cluster: the same interface as
+/// redkit::Redis (command, pipeline, eval, lease, scheduler, options), routed
+/// by key over a slot map, with one connection pool per master.
+///
+/// Thread safety: every member is thread-safe; copies are cheap handles to
+/// one shared state (slot map and pools).
+///
+/// Exceptions: IoError (TimeoutError, ClosedError) when a node cannot be
+/// reached or does not answer in time, ReplyError when it answers with an
+/// error that is not a redirect, ConfigError for options that cannot work
+/// with a cluster. MOVED, ASK, TRYAGAIN, CLUSTERDOWN, READONLY and LOADING
+/// replies, and failed connects, prove the command was not executed: those
+/// are retried (at most 16 redirects; waits of 5 ms doubling to 100 ms, for
+/// at most Options::command_timeout in all) and reach the caller only when
+/// the retries run out. An I/O error after a command was sent is ambiguous:
+/// it reaches the caller as IoError (never a silent resend), and the slot
+/// map is refreshed so that the next call goes to the right node.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "redkit/command.hpp"
+#include "redkit/connection.hpp"
+#include "redkit/detail/crc16.hpp"
+#include "redkit/detail/pool.hpp"
+#include "redkit/detail/retry.hpp"
+#include "redkit/detail/scheduler.hpp"
+#include "redkit/detail/slot_map.hpp"
+#include "redkit/error.hpp"
+#include "redkit/options.hpp"
+#include "redkit/redis.hpp"
+#include "redkit/reply.hpp"
+#include "redkit/script.hpp"
+
+namespace redkit {
+
+/// The hash slot (0..16383) of a key, as Redis Cluster computes it: CRC16 of
+/// the hash tag (the text between the first '{' and the first '}' after it,
+/// when that text is not empty), else of the whole key, modulo 16384.
+/// Keys with the same hash tag ("{user1000}.following",
+/// "{user1000}.followers") share a slot, so multi-key commands and scripts
+/// may use them together.
+inline int hash_slot(std::string_view key) noexcept {
+  const auto open = key.find('{');
+  if (open != std::string_view::npos) {
+    const auto close = key.find('}', open + 1);
+    if (close != std::string_view::npos && close > open + 1) key = key.substr(open + 1, close - open - 1);
+  }
+  return detail::crc16(key) & (detail::kClusterSlots - 1);
+}
+
+/// The positions of keys grouped by hash slot, groups in order of first
+/// appearance, positions ascending in each. For a multi-key read split by
+/// slot: one `MGET` per group, all in one pipeline() (one round per node on
+/// a Cluster, one round trip on a Redis).
+template <class Keys>
+std::vector<std::vector<std::size_t>> group_by_slot(const Keys& keys) {
+  std::vector<std::vector<std::size_t>> groups;
+  std::vector<int> group_of_slot(detail::kClusterSlots, -1);
+  std::size_t i = 0;
+  for (const auto& key : keys) {
+    const int slot = hash_slot(std::string_view(key));
+    if (group_of_slot[slot] < 0) {
+      group_of_slot[slot] = static_cast<int>(groups.size());
+      groups.emplace_back();
+    }
+    groups[static_cast<std::size_t>(group_of_slot[slot])].push_back(i++);
+  }
+  return groups;
+}
+
+/// A client for Redis Cluster. Built from the Options of any one node (the
+/// seed); learns the rest from CLUSTER SLOTS on first use. Commands go to the
+/// master that serves their routing key's slot (Command::key()); a command
+/// without a routing key goes to any master. Reads are never sent to
+/// replicas. Options::db must be 0 (a cluster has only db 0).
+class Cluster {
+ public:
+  /// A client for the cluster that the node in seed belongs to. Connects
+  /// lazily, on first use. @throws ConfigError for options that cannot work
+  /// (db other than 0, a unix socket, sentinels, pool_size 0).
+  explicit Cluster(Options seed) : s_(std::make_shared<Shared>(validated(std::move(seed)))) {}
+  /// Same, from the URI of any node (see Options::from_uri). @throws ConfigError.
+  explicit Cluster(std::string_view uri) : Cluster(Options::from_uri(uri)) {}
+
+  /// Runs one command on the master serving its routing key, following
+  /// redirects. @throws ReplyError for an error reply, IoError on I/O failure.
+  Reply command(const Command& cmd) {
+    Reply r = execute(cmd);
+    r.check();
+    return r;
+  }
+  /// A command given as argv has no routing key: it goes to any master, and
+  /// a MOVED reply then sends it on to the right one (one extra hop). Build
+  /// a Command with key() for direct routing.
+  Reply command(std::initializer_list<std::string_view> argv) { return command(Command(argv)); }
+
+  /// Runs the commands grouped per master: all groups are written before any
+  /// reply is read, so this takes one round trip per master involved (plus
+  /// one per redirect round). Replies come back in the caller's order; error
+  /// replies stay in place. Order of execution is kept among commands on the
+  /// same node; there is none across nodes. MULTI/EXEC is not supported here
+  /// (use a script on one hash tag). @throws IoError on I/O failure after
+  /// sending (no partial result), or when a node stays unreachable.
+  std::vector<Reply> pipeline(const std::vector<Command>& cmds);
+
+  /// Runs a script with EVALSHA on the master serving its first key (any
+  /// master when keys is empty), and with EVAL if that node answers
+  /// NOSCRIPT. All keys must share a slot (else CROSSSLOT).
+  /// @throws ReplyError for a script error, IoError on I/O failure.
+  template <class Keys = std::initializer_list<std::string_view>,
+            class Args = std::initializer_list<std::string_view>>
+  Reply eval(const Script& script, const Keys& keys, const Args& args) {
+    Reply r = execute(script.command(keys, args, true));
+    if (r.is_error() && is_noscript(r.error())) r = execute(script.command(keys, args, false));
+    r.check();
+    return r;
+  }
+
+  /// Borrows a dedicated connection to the master serving key (for blocking
+  /// commands and subscriptions), returned when the Lease is destroyed; it
+  /// must not outlive the Cluster. Replies on it are not redirected: a
+  /// blocked command may end with MOVED or TRYAGAIN when its slot moves.
+  /// @throws IoError if no connection can be made.
+  Lease lease(std::string_view key) {
+    const int slot = hash_slot(key);
+    return lease_on([this, slot]() -> Node& { return node_for_slot(slot); });
+  }
+  /// Borrows a dedicated connection to any master.
+  Lease lease() {
+    return lease_on([this]() -> Node& { return any_master(); });
+  }
+
+  /// One Redis handle per master in the current slot map, for work that
+  /// must visit every master (SCAN). Each call makes new handles with their
+  /// own connections. @throws IoError if the slot map cannot be loaded.
+  std::vector<Redis> masters() {
+    ensure_loaded();
+    std::vector<Redis> out;
+    std::lock_guard<std::mutex> lk(s_->m);
+    for (Node* n : s_->masters) out.emplace_back(n->options);
+    return out;
+  }
+
+  /// The seed options this client was built from.
+  const Options& options() const noexcept { return s_->seed; }
+
+  /// The client's one background thread for periodic work (lock renewal).
+  detail::Scheduler& scheduler() noexcept { return s_->scheduler; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  using Redirect = detail::Redirect;
+  static constexpr int kMaxRedirects = 16;
+  static constexpr std::chrono::milliseconds kMinRefreshInterval{100};
+  static constexpr std::size_t kMaxDedicated = 256;
+
+  /// One cluster node: its options and its two pools. Never destroyed before
+  /// the Cluster, so Leases and Node pointers stay valid.
+  struct Node {
+    explicit Node(Options o)
+        : options(std::move(o)),
+          name(detail::endpoint_name(options)),
+          pool(options.pool_size, options.pool_wait_timeout, name,
+               [this] { return std::make_unique<Connection>(options); }),
+          dedicated(kMaxDedicated, options.pool_wait_timeout, name,
+                    [this] { return std::make_unique<Connection>(options); }) {}
+    Options options;
+    std::string name;
+    detail::Pool pool;
+    detail::Pool dedicated;
+    std::atomic<bool> suspect{false};  // failed lately: asked last for the slot map
+  };
+
+  struct Shared {
+    explicit Shared(Options o) : seed(std::move(o)) {}
+    const Options seed;
+
+    std::mutex m;                                        // guards the three members below
+    std::map<std::string, std::unique_ptr<Node>> nodes;  // by "host:port"; never erased
+    std::vector<Node*> slots;                            // empty until the first load
+    std::vector<Node*> masters;
+
+    std::mutex refresh_m;  // one CLUSTER SLOTS at a time; guards last_refresh
+    Clock::time_point last_refresh{};
+
+    std::atomic<unsigned> next_any{0};
+    detail::Scheduler scheduler;  // last: destroyed first, while the pools still exist
+  };
+
+  static Options validated(Options o) {
+    if (!o.sentinels.empty())
+      throw ConfigError("redkit: Cluster does not take sentinels (use Redis for sentinel mode)");
+    if (!o.unix_socket.empty()) throw ConfigError("redkit: Cluster needs a TCP seed node, not a unix socket");
+    if (o.db != 0) throw ConfigError("redkit: Redis Cluster has only db 0, not db " + std::to_string(o.db));
+    if (o.host.empty()) throw ConfigError("redkit: empty host");
+    if (o.port < 1 || o.port > 65535)
+      throw ConfigError("redkit: port out of range: " + std::to_string(o.port));
+    if (o.pool_size == 0) throw ConfigError("redkit: pool_size must be at least 1");
+    if (o.connect_timeout.count() < 0 || o.command_timeout.count() < 0 || o.pool_wait_timeout.count() < 0) {
+      throw ConfigError("redkit: negative timeout");
+    }
+    return o;
+  }
+
+  // ---- the slot map ---------------------------------------------------------
+
+  // The node at an address, created on first sight. Caller holds s_->m.
+  Node& node_at_locked(const Endpoint& ep) {
+    auto& slot = s_->nodes[ep.host + ":" + std::to_string(ep.port)];
+    if (!slot) {
+      Options o = s_->seed;
+      o.host = ep.host;
+      o.port = ep.port;
+      slot = std::make_unique<Node>(std::move(o));
+    }
+    return *slot;
+  }
+
+  Node& node_at(const Endpoint& ep) {
+    std::lock_guard<std::mutex> lk(s_->m);
+    return node_at_locked(ep);
+  }
+
+  bool loaded() {
+    std::lock_guard<std::mutex> lk(s_->m);
+    return !s_->slots.empty();
+  }
+
+  void ensure_loaded() {
+    if (!loaded()) refresh();
+  }
+
+  // Where to ask for CLUSTER SLOTS: the nodes that did not fail lately, then
+  // those that did, then the seed.
+  std::vector<Endpoint> refresh_candidates() {
+    std::vector<Endpoint> healthy;
+    std::vector<Endpoint> suspect;
+    {
+      std::lock_guard<std::mutex> lk(s_->m);
+      for (const auto& entry : s_->nodes) {
+        const Node& n = *entry.second;
+        (n.suspect ? suspect : healthy).push_back(Endpoint{n.options.host, n.options.port});
+      }
+    }
+    healthy.insert(healthy.end(), suspect.begin(), suspect.end());
+    healthy.push_back(Endpoint{s_->seed.host, s_->seed.port});
+    return healthy;
+  }
+
+  /// Reloads the slot map with CLUSTER SLOTS from the first node that
+  /// answers. Skipped when another caller did it within kMinRefreshInterval
+  /// (callers that wait for it here then use its result).
+  /// @throws IoError if no node gives a slot map.
+  void refresh() {
+    std::lock_guard<std::mutex> rl(s_->refresh_m);
+    const auto now = Clock::now();
+    if (loaded() && now - s_->last_refresh < kMinRefreshInterval) return;
+    s_->last_refresh = now;
+
+    std::string failures;
+    for (const Endpoint& ep : refresh_candidates()) {
+      Options o = s_->seed;
+      o.host = ep.host;
+      o.port = ep.port;
+      try {
+        Connection c(o);  // not from a pool: a refresh must not wait behind busy callers
+        Reply r = c.command(Command{"CLUSTER", "SLOTS"});
+        r.check();
+        auto ranges = detail::parse_cluster_slots(r, ep.host);
+        if (ranges.empty()) {
+          failures += " " + detail::endpoint_name(o) + ": no slots assigned;";
+          continue;  // a node that has not joined yet
+        }
+        install(ranges);
+        return;
+      } catch (const Error& e) {
+        failures += std::string(" ") + e.what() + ";";
+      }
+    }
+    throw IoError("redkit: cannot load the cluster slot map from any known node:" + failures);
+  }
+
+  /// Refreshes if possible; on failure the old map stays and the caller's
+  /// own retry or error reporting carries on.
+  void refresh_quietly() noexcept {
+    try {
+      refresh();
+    } catch (...) {
+    }
+  }
+
+  void install(const std::vector<detail::SlotRange>& ranges) {
+    std::lock_guard<std::mutex> lk(s_->m);
+    std::vector<Node*> slots(detail::kClusterSlots, nullptr);
+    std::vector<Node*> masters;
+    for (const auto& range : ranges) {
+      Node* master = &node_at_locked(range.master);
+      for (int slot = range.first; slot <= range.last; ++slot) slots[static_cast<std::size_t>(slot)] = master;
+      if (std::find(masters.begin(), masters.end(), master) == masters.end()) masters.push_back(master);
+      for (const auto& replica : range.replicas) node_at_locked(replica);  // asked on the next refresh
+    }
+    s_->slots = std::move(slots);
+    s_->masters = std::move(masters);
+  }
+
+  Node& any_master() {
+    ensure_loaded();
+    std::lock_guard<std::mutex> lk(s_->m);
+    return *s_->masters[s_->next_any++ % s_->masters.size()];
+  }
+
+  Node& node_for_slot(int slot) {
+    ensure_loaded();
+    std::lock_guard<std::mutex> lk(s_->m);
+    if (Node* n = s_->slots[static_cast<std::size_t>(slot)]) return *n;
+    // Not served in our map: any master will say where it is (or CLUSTERDOWN).
+    return *s_->masters[s_->next_any++ % s_->masters.size()];
+  }
+
+  Node& node_for(const Command& cmd) {
+    return cmd.has_route() ? node_for_slot(hash_slot(cmd.route_key())) : any_master();
+  }
+
+  /// Follows a MOVED: the slot's new owner goes into the map at once; the
+  /// whole map is reloaded only if ours was wrong (a keyless command that
+  /// landed on the wrong master is no news).
+  Node& follow_moved(const Redirect& moved) {
+    Node* target = nullptr;
+    bool news = false;
+    {
+      std::lock_guard<std::mutex> lk(s_->m);
+      target = &node_at_locked(moved.to);
+      if (!s_->slots.empty()) {
+        Node*& owner = s_->slots[static_cast<std::size_t>(moved.slot)];
+        news = owner != target;
+        owner = target;
+      }
+    }
+    if (news) refresh_quietly();
+    return *target;
+  }
+
+  static bool waits(Redirect::Kind kind) {
+    return kind == Redirect::Kind::TryAgain || kind == Redirect::Kind::ClusterDown ||
+           kind == Redirect::Kind::ReadOnly || kind == Redirect::Kind::Loading;
+  }
+
+  // ---- one command -----------------------------------------------------------
+
+  // Sends cmd (after ASKING when asking) on a connection already taken from
+  // node's pool. An I/O error here is ambiguous: mark, refresh, rethrow.
+  Reply send_on(Node& node, std::unique_ptr<Connection> c, const Command& cmd, bool asking) {
+    try {
+      return detail::run_on(node.pool, std::move(c), [&](Connection& conn) {
+        if (!asking) return conn.command(cmd);
+        const Command both[2] = {Command{"ASKING"}, cmd};
+        conn.send(both, 2);
+        conn.read();  // +OK
+        return conn.read();
+      });
+    } catch (const IoError&) {
+      node.suspect = true;
+      refresh_quietly();
+      throw;
+    }
+  }
+
+  /// Runs one command, following redirects and retrying what provably did
+  /// not run. Returns the final reply, which may be an error reply.
+  Reply execute(const Command& cmd) {
+    detail::Backoff backoff(s_->seed.command_timeout);
+    Node* node = &node_for(cmd);
+    bool asking = false;
+    for (int redirects = 0;;) {
+      std::unique_ptr<Connection> c;
+      try {
+        c = node->pool.acquire();
+      } catch (const IoError&) {
+        // Nothing was sent. The node may have just failed: look again.
+        node->suspect = true;
+        if (!backoff.can_retry()) throw;
+        backoff.wait();
+        refresh_quietly();
+        node = &node_for(cmd);
+        asking = false;
+        continue;
+      }
+      Reply r = send_on(*node, std::move(c), cmd, asking);
+      if (node->suspect) node->suspect = false;
+      if (!r.is_error()) return r;
+
+      const Redirect redirect = detail::parse_redirect(r.error(), node->options.host);
+      asking = false;
+      if (redirect.kind == Redirect::Kind::None) return r;
+      if (waits(redirect.kind)) {
+        if (!backoff.can_retry()) return r;
+        backoff.wait();
+        if (redirect.kind != Redirect::Kind::TryAgain) refresh_quietly();
+        node = &node_for(cmd);
+        continue;
+      }
+      if (++redirects > kMaxRedirects) return r;
+      if (redirect.kind == Redirect::Kind::Moved) {
+        node = &follow_moved(redirect);
+      } else {  // Ask: this one command goes to the importing node, the map stays
+        node = &node_at(redirect.to);
+        asking = true;
+      }
+    }
+  }
+
+  // ---- leases ----------------------------------------------------------------
+
+  template <class PickNode>
+  Lease lease_on(PickNode pick) {
+    detail::Backoff backoff(s_->seed.command_timeout);
+    for (;;) {
+      Node& node = pick();
+      try {
+        return Lease(node.dedicated, node.dedicated.acquire());
+      } catch (const IoError&) {
+        node.suspect = true;
+        if (!backoff.can_retry()) throw;
+        backoff.wait();
+        refresh_quietly();
+      }
+    }
+  }
+
+  // ---- pipelines -------------------------------------------------------------
+
+  /// One command still to run: its position in the caller's vector, where
+  /// to send it, and whether it goes after ASKING.
+  struct Pending {
+    std::size_t index;
+    Node* node;
+    bool asking;
+  };
+
+  /// The commands of one round that go to one node.
+  struct Batch {
+    Node* node = nullptr;
+    std::vector<Command> wire;       // what is sent, ASKINGs included
+    std::vector<std::size_t> owner;  // for each wire command: its position in the round, or kAsking
+    std::unique_ptr<Connection> conn;
+  };
+  static constexpr std::size_t kAsking = static_cast<std::size_t>(-1);
+
+  static std::vector<Batch> batches_of(const std::vector<Command>& cmds, const std::vector<Pending>& round) {
+    std::vector<Batch> batches;
+    for (std::size_t p = 0; p < round.size(); ++p) {
+      auto it = std::find_if(batches.begin(), batches.end(),
+                             [&](const Batch& b) { return b.node == round[p].node; });
+      if (it == batches.end()) {
+        batches.emplace_back();
+        it = batches.end() - 1;
+        it->node = round[p].node;
+      }
+      if (round[p].asking) {
+        it->wire.push_back(Command{"ASKING"});
+        it->owner.push_back(kAsking);
+      }
+      it->wire.push_back(cmds[round[p].index]);
+      it->owner.push_back(p);
+    }
+    return batches;
+  }
+
+  /// Sends one round of pending commands, every node's batch written before
+  /// any reply is read, and stores each reply in out. Returns the commands
+  /// to run again: redirected (node set), told to wait or never sent because
+  /// their node was unreachable (node null; wait set, unreachable keeps the
+  /// connect error). @throws IoError after an ambiguous failure (a write or
+  /// read that failed after sending), once every batch is done with.
+  std::vector<Pending> run_round(const std::vector<Command>& cmds, const std::vector<Pending>& round,
+                                 std::vector<Reply>& out, bool& wait, std::exception_ptr& unreachable) {
+    std::vector<Batch> batches = batches_of(cmds, round);
+    std::vector<Pending> again;
+    std::vector<bool> answered(round.size(), false);
+    std::exception_ptr ambiguous;
+
+    for (Batch& b : batches) {
+      try {
+        b.conn = b.node->pool.acquire();
+      } catch (const IoError&) {
+        b.node->suspect = true;
+        unreachable = std::current_exception();
+        wait = true;
+        for (std::size_t p : b.owner) {
+          if (p != kAsking) again.push_back(Pending{round[p].index, nullptr, false});
+        }
+        continue;
+      }
+      try {
+        b.conn->send(b.wire.data(), b.wire.size());
+      } catch (const IoError&) {
+        if (!ambiguous) ambiguous = std::current_exception();
+      }
+    }
+    for (Batch& b : batches) {
+      if (!b.conn || b.conn->broken()) continue;
+      try {
+        for (std::size_t w = 0; w < b.wire.size(); ++w) {
+          Reply r = b.conn->read();
+          if (b.owner[w] == kAsking) continue;
+          out[round[b.owner[w]].index] = std::move(r);
+          answered[b.owner[w]] = true;
+        }
+      } catch (const IoError&) {
+        if (!ambiguous) ambiguous = std::current_exception();
+      }
+    }
+    for (Batch& b : batches) {
+      if (!b.conn) continue;
+      const bool failed = b.conn->broken();
+      b.node->pool.release(std::move(b.conn));
+      if (failed) {
+        b.node->pool.invalidate();
+        b.node->suspect = true;
+      } else if (b.node->suspect) {
+        b.node->suspect = false;
+      }
+    }
+    if (ambiguous) {
+      refresh_quietly();
+      std::rethrow_exception(ambiguous);
+    }
+
+    for (std::size_t p = 0; p < round.size(); ++p) {
+      const Reply& r = out[round[p].index];
+      if (!answered[p] || !r.is_error()) continue;
+      const Redirect redirect = detail::parse_redirect(r.error(), round[p].node->options.host);
+      if (redirect.kind == Redirect::Kind::None) continue;
+      if (waits(redirect.kind)) {
+        wait = true;
+        again.push_back(Pending{round[p].index, nullptr, false});
+      } else if (redirect.kind == Redirect::Kind::Moved) {
+        again.push_back(Pending{round[p].index, &follow_moved(redirect), false});
+      } else {
+        again.push_back(Pending{round[p].index, &node_at(redirect.to), true});
+      }
+    }
+    return again;
+  }
+
+  std::shared_ptr<Shared> s_;
+};
+
+inline std::vector<Reply> Cluster::pipeline(const std::vector<Command>& cmds) {
+  std::vector<Reply> out;
+  out.reserve(cmds.size());
+  for (std::size_t i = 0; i < cmds.size(); ++i) out.emplace_back(nullptr);
+  if (cmds.empty()) return out;
+
+  std::vector<Pending> round;
+  round.reserve(cmds.size());
+  for (std::size_t i = 0; i < cmds.size(); ++i) round.push_back(Pending{i, &node_for(cmds[i]), false});
+
+  detail::Backoff backoff(s_->seed.command_timeout);
+  std::exception_ptr unreachable;
+  for (int rounds = 0; !round.empty(); ++rounds) {
+    bool wait = false;
+    unreachable = nullptr;
+    std::vector<Pending> again = run_round(cmds, round, out, wait, unreachable);
+    if (again.empty()) break;
+    if (rounds >= kMaxRedirects || (wait && !backoff.can_retry())) {
+      if (unreachable) std::rethrow_exception(unreachable);
+      break;  // the redirect or wait errors stay in place
+    }
+    if (wait) {
+      backoff.wait();
+      refresh_quietly();
+    }
+    for (Pending& p : again) {
+      if (p.node == nullptr) p.node = &node_for(cmds[p.index]);
+    }
+    round = std::move(again);
+  }
+  return out;
+}
+
+}  // namespace redkit
