@@ -2,6 +2,7 @@
 /// Includes every redkit header except json.hpp (which needs nlohmann/json).
 #pragma once
 
+#include "redkit/cluster.hpp"
 #include "redkit/command.hpp"
 #include "redkit/connection.hpp"
 #include "redkit/counter.hpp"
