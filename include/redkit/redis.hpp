@@ -7,6 +7,17 @@
 /// reached or does not answer in time, ReplyError when it answers with an
 /// error, ConfigError for bad options. After an I/O error the next call
 /// connects afresh: a restarted server is picked up with no user action.
+///
+/// Sentinel mode (Options::sentinels non-empty, e.g. from
+/// `redis-sentinel://h1:26379,h2:26379/0#mymaster`): every new connection
+/// asks the sentinels, in order, for the master's address
+/// (SENTINEL get-master-addr-by-name) and checks it with ROLE. A failed
+/// connect proves nothing was sent, so it is retried (waits of 5 ms doubling
+/// to 100 ms, for at most Options::command_timeout) while a failover may be
+/// under way. A READONLY reply (the master was demoted) drops the pooled
+/// connections and the command is run once more on the new master. An I/O
+/// error after sending reaches the caller (never a silent resend); the next
+/// call connects to whatever master the sentinels name then.
 #pragma once
 
 #include <chrono>
@@ -20,7 +31,9 @@
 #include "redkit/command.hpp"
 #include "redkit/connection.hpp"
 #include "redkit/detail/pool.hpp"
+#include "redkit/detail/retry.hpp"
 #include "redkit/detail/scheduler.hpp"
+#include "redkit/detail/sentinel.hpp"
 #include "redkit/error.hpp"
 #include "redkit/options.hpp"
 #include "redkit/reply.hpp"
@@ -75,7 +88,9 @@ class Redis {
   /// Runs one command. The routing key, if any, is ignored on a single
   /// server. @throws ReplyError for an error reply, IoError on I/O failure.
   Reply command(const Command& cmd) {
-    Reply r = detail::with_connection(s_->pool, [&](Connection& c) { return c.command(cmd); });
+    auto run = [&](Connection& c) { return c.command(cmd); };
+    Reply r = with_master(run);
+    if (master_moved(r)) r = with_master(run);
     r.check();
     return r;
   }
@@ -86,8 +101,9 @@ class Redis {
   /// @throws IoError on I/O failure (no partial result).
   std::vector<Reply> pipeline(const std::vector<Command>& cmds) {
     if (cmds.empty()) return {};
-    return detail::with_connection(s_->pool,
-                                   [&](Connection& c) { return c.pipeline(cmds.data(), cmds.size()); });
+    auto replies = with_master([&](Connection& c) { return c.pipeline(cmds.data(), cmds.size()); });
+    if (sentinel_mode()) rerun_readonly(cmds, replies);
+    return replies;
   }
 
   /// Runs a script with EVALSHA, and with EVAL if the server answers
@@ -95,11 +111,13 @@ class Redis {
   template <class Keys = std::initializer_list<std::string_view>,
             class Args = std::initializer_list<std::string_view>>
   Reply eval(const Script& script, const Keys& keys, const Args& args) {
-    Reply r = detail::with_connection(s_->pool, [&](Connection& c) {
+    auto run = [&](Connection& c) {
       Reply first = c.command(script.command(keys, args, true));
       if (!first.is_error() || !is_noscript(first.error())) return first;
       return c.command(script.command(keys, args, false));
-    });
+    };
+    Reply r = with_master(run);
+    if (master_moved(r)) r = with_master(run);
     r.check();
     return r;
   }
@@ -109,8 +127,13 @@ class Redis {
   /// @throws IoError if it cannot connect.
   Lease lease(std::string_view key = {}) {
     (void)key;
-    return Lease(s_->dedicated, s_->dedicated.acquire());
+    return Lease(s_->dedicated, acquire(s_->dedicated));
   }
+
+  /// The masters to visit for work that must cover every master (SCAN):
+  /// on a single server or in sentinel mode, this client itself. (Cluster
+  /// has the same member, returning one handle per master.)
+  std::vector<Redis> masters() { return {*this}; }
 
   const Options& options() const noexcept { return s_->options; }
 
@@ -121,23 +144,35 @@ class Redis {
   struct Shared {
     explicit Shared(Options o)
         : options(validated(std::move(o))),
-          pool(options.pool_size, options.pool_wait_timeout, detail::endpoint_name(options),
-               [this] { return std::make_unique<Connection>(options); }),
-          dedicated(kMaxDedicated, options.pool_wait_timeout, detail::endpoint_name(options),
-                    [this] { return std::make_unique<Connection>(options); }) {}
+          pool(options.pool_size, options.pool_wait_timeout, name(options), [this] { return connect(); }),
+          dedicated(kMaxDedicated, options.pool_wait_timeout, name(options), [this] { return connect(); }) {}
     Options options;
     detail::Pool pool;
     detail::Pool dedicated;
     detail::Scheduler scheduler;  // last: destroyed first, while the pools still exist
+
+    static std::string name(const Options& o) {
+      return o.sentinels.empty() ? detail::endpoint_name(o) : "sentinel master '" + o.master_name + "'";
+    }
+    std::unique_ptr<Connection> connect() {
+      if (options.sentinels.empty()) return std::make_unique<Connection>(options);
+      return detail::connect_to_master(options);
+    }
   };
   static constexpr std::size_t kMaxDedicated = 256;
 
   static Options validated(Options o) {
-    if (!o.sentinels.empty()) {
-      throw ConfigError("redkit: sentinel mode is not available in this version of redkit");
+    if (!o.sentinels.empty() && o.master_name.empty()) {
+      throw ConfigError("redkit: sentinel mode needs the master name (Options::master_name)");
     }
-    if (o.unix_socket.empty() && o.host.empty()) throw ConfigError("redkit: empty host");
-    if (o.unix_socket.empty() && (o.port < 1 || o.port > 65535)) {
+    for (const Endpoint& s : o.sentinels) {
+      if (s.host.empty() || s.port < 1 || s.port > 65535) {
+        throw ConfigError("redkit: bad sentinel endpoint '" + s.host + ":" + std::to_string(s.port) + "'");
+      }
+    }
+    const bool tcp = o.unix_socket.empty() && o.sentinels.empty();
+    if (tcp && o.host.empty()) throw ConfigError("redkit: empty host");
+    if (tcp && (o.port < 1 || o.port > 65535)) {
       throw ConfigError("redkit: port out of range: " + std::to_string(o.port));
     }
     if (o.pool_size == 0) throw ConfigError("redkit: pool_size must be at least 1");
@@ -147,6 +182,51 @@ class Redis {
       throw ConfigError("redkit: negative timeout");
     }
     return o;
+  }
+
+  bool sentinel_mode() const noexcept { return !s_->options.sentinels.empty(); }
+
+  // A connection from pool. In sentinel mode a failed connect proves nothing
+  // was sent, so it is retried while a failover may be under way.
+  std::unique_ptr<Connection> acquire(detail::Pool& pool) {
+    if (!sentinel_mode()) return pool.acquire();
+    detail::Backoff backoff(s_->options.command_timeout);
+    for (;;) {
+      try {
+        return pool.acquire();
+      } catch (const IoError&) {
+        if (!backoff.can_retry()) throw;
+        backoff.wait();
+      }
+    }
+  }
+
+  template <class F>
+  auto with_master(F&& f) -> decltype(f(std::declval<Connection&>())) {
+    return detail::run_on(s_->pool, acquire(s_->pool), f);
+  }
+
+  // Sentinel mode: a READONLY reply means our connections lead to a demoted
+  // master. Drops them all; true if the command should run once more.
+  bool master_moved(const ReplyView& r) {
+    if (!sentinel_mode() || !detail::is_readonly(r)) return false;
+    s_->pool.invalidate();
+    s_->dedicated.invalidate();
+    return true;
+  }
+
+  // Runs the commands of a pipeline that got READONLY once more, on the new
+  // master, and puts their replies in place.
+  void rerun_readonly(const std::vector<Command>& cmds, std::vector<Reply>& replies) {
+    std::vector<std::size_t> redo;
+    for (std::size_t i = 0; i < replies.size(); ++i) {
+      if (detail::is_readonly(replies[i])) redo.push_back(i);
+    }
+    if (redo.empty() || !master_moved(replies[redo.front()])) return;
+    std::vector<Command> again;
+    for (std::size_t i : redo) again.push_back(cmds[i]);
+    auto fresh = with_master([&](Connection& c) { return c.pipeline(again.data(), again.size()); });
+    for (std::size_t k = 0; k < redo.size(); ++k) replies[redo[k]] = std::move(fresh[k]);
   }
 
   std::shared_ptr<Shared> s_;

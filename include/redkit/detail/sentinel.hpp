@@ -1,0 +1,98 @@
+// Sentinel mode: finding the current master by name, and checking that a
+// freshly connected server really is a master. Thread safety: pure functions
+// over their own short-lived connections.
+#pragma once
+
+#include <string>
+
+#include "redkit/command.hpp"
+#include "redkit/connection.hpp"
+#include "redkit/detail/slot_map.hpp"
+#include "redkit/error.hpp"
+#include "redkit/options.hpp"
+#include "redkit/reply.hpp"
+
+namespace redkit::detail {
+
+/// Options for talking to one sentinel: its endpoint, sentinel_password,
+/// and the client's timeouts.
+inline Options sentinel_options(const Options& o, const Endpoint& sentinel) {
+  Options s;
+  s.host = sentinel.host;
+  s.port = sentinel.port;
+  s.password = o.sentinel_password;
+  s.connect_timeout = o.connect_timeout;
+  s.command_timeout = o.command_timeout;
+  s.keepalive = false;  // one command, then closed
+  return s;
+}
+
+/// Asks the sentinels, in order, for the address of master o.master_name
+/// (SENTINEL get-master-addr-by-name); the first that knows it wins.
+/// @throws ConfigError if every sentinel answered and none knows the name;
+/// IoError if none could answer.
+inline Endpoint resolve_master(const Options& o) {
+  std::string failures;
+  bool any_unreachable = false;
+  for (const Endpoint& sentinel : o.sentinels) {
+    const std::string where = sentinel.host + ":" + std::to_string(sentinel.port);
+    try {
+      Connection c(sentinel_options(o, sentinel));
+      Reply r = c.command(Command{"SENTINEL", "get-master-addr-by-name"}.arg(o.master_name));
+      if (r.is_nil()) {
+        failures += " " + where + ": unknown master;";
+        continue;
+      }
+      r.check();
+      Endpoint master;
+      master.host = std::string(r[0].string());
+      master.port = parse_int(r[1].string(), -1);
+      if (master.port <= 0 || master.port > 65535)
+        throw ProtocolError("redkit: sentinel gave a bad master port");
+      return master;
+    } catch (const Error& e) {
+      any_unreachable = true;
+      failures += std::string(" ") + e.what() + ";";
+    }
+  }
+  if (!any_unreachable) {
+    throw ConfigError("redkit: no sentinel knows a master named '" + o.master_name + "':" + failures);
+  }
+  throw IoError("redkit: no sentinel could name the master '" + o.master_name + "':" + failures);
+}
+
+/// Checks with ROLE that c is connected to a master (sentinels name the old
+/// master for a moment after a failover, and a demoted master comes back as
+/// a replica). A server that refuses ROLE (ACL) is taken at the sentinels'
+/// word. @throws IoError if it is not a master.
+inline void expect_master(Connection& c, const std::string& master_name) {
+  Reply r = c.command(Command{"ROLE"});
+  if (!r.is_array() || r.size() == 0) return;
+  const std::string_view role = r[0].string();
+  if (role != "master") {
+    c.mark_broken();
+    throw IoError("redkit: " + c.endpoint() + ", named by the sentinels as master '" + master_name +
+                  "', reports role '" + std::string(role) + "' (failover in progress?)");
+  }
+}
+
+/// Connects to the master the sentinels name, checked with ROLE.
+/// @throws as resolve_master and expect_master, and as Connection.
+inline std::unique_ptr<Connection> connect_to_master(const Options& o) {
+  const Endpoint master = resolve_master(o);
+  Options m = o;
+  m.host = master.host;
+  m.port = master.port;
+  m.sentinels.clear();
+  auto c = std::make_unique<Connection>(m);
+  expect_master(*c, o.master_name);
+  return c;
+}
+
+/// True for a READONLY error reply: a write reached a replica, so it was
+/// not executed, and the master has moved.
+inline bool is_readonly(const ReplyView& r) noexcept {
+  return r.is_error() && starts_with(r.error(), "READONLY");
+}
+
+}  // namespace redkit::detail
