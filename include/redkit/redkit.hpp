@@ -2,6 +2,7 @@
 /// Includes every redkit header except json.hpp (which needs nlohmann/json).
 #pragma once
 
+#include "redkit/cache.hpp"
 #include "redkit/cluster.hpp"
 #include "redkit/command.hpp"
 #include "redkit/connection.hpp"
@@ -13,4 +14,5 @@
 #include "redkit/redlock.hpp"
 #include "redkit/reply.hpp"
 #include "redkit/script.hpp"
+#include "redkit/serializer.hpp"
 #include "redkit/version.hpp"
