@@ -378,7 +378,7 @@ class RedisCache {
         count(&State::misses);
         return;
       }
-      out[i].emplace(decode(full_key(names[i]), *bytes));
+      out[i].emplace(decode(prefix_, names[i], *bytes));
       count(&State::hits);
     });
     return out;
@@ -587,15 +587,17 @@ class RedisCache {
   }
 
   /// Reads bytes with the serializer; anything it throws becomes a
-  /// DecodeError naming the key (and counts in stats().errors).
-  T decode(const std::string& full, std::string_view bytes) const {
+  /// DecodeError naming the Redis key, head + tail (and counts in
+  /// stats().errors). The key is only put together for the error.
+  T decode(std::string_view head, std::string_view tail, std::string_view bytes) const {
     try {
       return Serializer::deserialize(bytes);
     } catch (...) {
       count(&State::errors);
-      throw DecodeError(full, detail::cache::current_exception_text());
+      throw DecodeError(std::string(head).append(tail), detail::cache::current_exception_text());
     }
   }
+  T decode(const std::string& full, std::string_view bytes) const { return decode(full, {}, bytes); }
 
   static void check_all(const std::vector<Reply>& replies) {
     for (const auto& r : replies) r.check();
