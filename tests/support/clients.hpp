@@ -2,13 +2,18 @@
 // kind makes a client connected to servers the support code started:
 //   using Client = ...;  static Client make();  static const char* name();
 // Suites are TYPED_TESTs over ClientKinds, so one body runs against every
-// kind (a single Redis now; sentinel-mode Redis and Cluster join with #5).
+// kind: a single Redis, sentinel-mode Redis (1 master, 1 replica, 3
+// sentinels) and Cluster (3 masters, 3 replicas). Each kind's servers are
+// started once per process, on first use, and stopped at exit.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <redkit/cluster.hpp>
 #include <redkit/redis.hpp>
 
+#include "support/cluster.hpp"
+#include "support/sentinel.hpp"
 #include "support/server.hpp"
 
 namespace redkit::test {
@@ -19,7 +24,19 @@ struct SingleServer {
   static const char* name() { return "Redis"; }
 };
 
-using ClientKinds = ::testing::Types<SingleServer>;
+struct SentinelMaster {
+  using Client = redkit::Redis;
+  static Client make() { return Client(Options::from_uri(shared_sentinel().uri())); }
+  static const char* name() { return "Sentinel"; }
+};
+
+struct ClusterNodes {
+  using Client = redkit::Cluster;
+  static Client make() { return Client(Options::from_uri(shared_cluster().seed_uri())); }
+  static const char* name() { return "Cluster"; }
+};
+
+using ClientKinds = ::testing::Types<SingleServer, SentinelMaster, ClusterNodes>;
 
 struct ClientKindNames {
   template <class T>

@@ -1,0 +1,164 @@
+// Failover under load: a master is killed (SIGKILL) in the middle of a
+// workload of counter increments, on a real cluster and a real sentinel set.
+// Pins that operations resume within 10 s and that no call started after
+// the first success fails; prints the outage and the increments that were
+// acknowledged but lost (replication is asynchronous).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <redkit/cluster.hpp>
+#include <redkit/counter.hpp>
+#include <redkit/redis.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/cluster.hpp"
+#include "support/sentinel.hpp"
+#include "support/server.hpp"
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using redkit::test::RedisServer;
+
+namespace {
+
+/// Threads that increment one counter as fast as they can and keep score.
+template <class Client>
+class Workload {
+ public:
+  Workload(Client client, std::string key, int threads) {
+    for (int t = 0; t < threads; ++t) {
+      threads_.emplace_back(
+          [this, client, key]() mutable { run(redkit::RedisCounter<long long, Client>(client, key)); });
+    }
+  }
+  ~Workload() { stop(); }
+
+  void stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+  /// Marks the moment the master is killed.
+  void mark_kill() {
+    std::lock_guard<std::mutex> lk(m_);
+    killed_at_ = Clock::now();
+  }
+  /// True once a call started after the kill has succeeded.
+  bool resumed() {
+    std::lock_guard<std::mutex> lk(m_);
+    return resumed_at_ != Clock::time_point{};
+  }
+  std::chrono::milliseconds outage() {
+    std::lock_guard<std::mutex> lk(m_);
+    return std::chrono::duration_cast<std::chrono::milliseconds>(resumed_at_ - killed_at_);
+  }
+  long long acknowledged() const { return acked_; }
+  long long failed_calls() const { return failed_; }
+  long long failed_after_resume() const { return failed_after_resume_; }
+  std::string first_error() {
+    std::lock_guard<std::mutex> lk(m_);
+    return first_error_;
+  }
+
+ private:
+  void run(redkit::RedisCounter<long long, Client> counter) {
+    while (!stop_) {
+      const auto started = Clock::now();
+      try {
+        counter.incr();
+        ++acked_;
+        std::lock_guard<std::mutex> lk(m_);
+        if (killed_at_ != Clock::time_point{} && started > killed_at_ && resumed_at_ == Clock::time_point{}) {
+          resumed_at_ = Clock::now();
+        }
+      } catch (const redkit::Error& e) {
+        ++failed_;
+        std::lock_guard<std::mutex> lk(m_);
+        if (first_error_.empty()) first_error_ = e.what();
+        if (resumed_at_ != Clock::time_point{} && started > resumed_at_) {
+          ++failed_after_resume_;
+          std::fprintf(stderr, "[failover] error after resume: %s\n", e.what());
+        }
+        // A caller would back off a little before trying again.
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+  }
+
+  std::atomic<bool> stop_{false};
+  std::atomic<long long> acked_{0};
+  std::atomic<long long> failed_{0};
+  std::atomic<long long> failed_after_resume_{0};
+  std::mutex m_;
+  Clock::time_point killed_at_{};
+  Clock::time_point resumed_at_{};
+  std::string first_error_;
+  std::vector<std::thread> threads_;
+};
+
+/// Runs the workload, kills `victim` after 500 ms, and checks and reports
+/// what happened. Returns after the workload has stopped.
+template <class Client>
+void kill_during_workload(const char* what, Client client, const std::string& key, RedisServer& victim) {
+  constexpr int kThreads = 4;
+  Workload<Client> work(client, key, kThreads);
+  std::this_thread::sleep_for(500ms);
+  const long long before_kill = work.acknowledged();
+  work.mark_kill();
+  victim.kill();
+
+  const bool resumed = redkit::test::wait_until([&] { return work.resumed(); }, 10s, 5ms);
+  // Keep going a while: nothing started after the first success may fail.
+  std::this_thread::sleep_for(1500ms);
+  work.stop();
+  ASSERT_TRUE(resumed) << what << ": no increment succeeded within 10 s of the kill; first error: "
+                       << work.first_error();
+  EXPECT_EQ(work.failed_after_resume(), 0) << what;
+
+  const long long final_value = redkit::RedisCounter<long long, Client>(client, key).get();
+  const long long lost = std::max(0LL, work.acknowledged() - final_value);
+  std::printf(
+      "[failover] %s: outage %lld ms (kill to first success); %lld increments acknowledged "
+      "(%lld before the kill), final value %lld: %lld acknowledged but lost; %lld calls failed "
+      "during the outage (first: %s)\n",
+      what, static_cast<long long>(work.outage().count()), work.acknowledged(), before_kill, final_value,
+      lost, work.failed_calls(), work.first_error().c_str());
+  std::fflush(stdout);
+  ::testing::Test::RecordProperty("outage_ms", static_cast<int>(work.outage().count()));
+  ::testing::Test::RecordProperty("acknowledged_but_lost", static_cast<int>(lost));
+  EXPECT_LT(work.outage(), 10s) << what;
+  EXPECT_GT(before_kill, 0) << what << ": the workload did not run before the kill";
+}
+
+}  // namespace
+
+TEST(Failover, ClusterMasterKilledMidWorkloadResumesWithin10s) {
+  auto& cluster = redkit::test::shared_cluster();
+  cluster.wait_healthy();  // every replica synced, so one can take over
+  const std::string key = redkit::test::unique_prefix() + "failover";
+  RedisServer& victim = cluster.master_of(redkit::hash_slot(key));
+  redkit::Cluster client(cluster.seed_uri());
+
+  kill_during_workload("cluster", client, key, victim);
+  EXPECT_NE(&cluster.master_of(redkit::hash_slot(key)), &victim);
+}
+
+TEST(Failover, SentinelMasterKilledMidWorkloadResumesWithin10s) {
+  auto& set = redkit::test::shared_sentinel();
+  set.wait_ready_for_failover();  // sentinels know the replica and each other
+  const std::string key = redkit::test::unique_prefix() + "failover";
+  RedisServer& victim = set.current_master();
+  redkit::Redis client(set.uri());
+
+  kill_during_workload("sentinel", client, key, victim);
+
+  EXPECT_NE(&set.current_master(), &victim);
+}
