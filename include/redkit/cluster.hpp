@@ -318,22 +318,34 @@ class Cluster {
     s_->masters = std::move(masters);
   }
 
-  Node& any_master() {
-    ensure_loaded();
-    std::lock_guard<std::mutex> lk(s_->m);
+  // The master for a command: its slot's owner, or any master for a
+  // command without a routing key or a slot our map does not cover (that
+  // master will say where to go, or CLUSTERDOWN). Caller holds s_->m and
+  // the map is loaded.
+  Node& node_for_locked(const Command& cmd) {
+    if (cmd.has_route()) {
+      if (Node* n = s_->slots[static_cast<std::size_t>(hash_slot(cmd.route_key()))]) return *n;
+    }
     return *s_->masters[s_->next_any++ % s_->masters.size()];
   }
+
+  Node& node_for(const Command& cmd) {
+    {
+      std::lock_guard<std::mutex> lk(s_->m);
+      if (!s_->slots.empty()) return node_for_locked(cmd);
+    }
+    refresh();  // the first use: load the map
+    std::lock_guard<std::mutex> lk(s_->m);
+    return node_for_locked(cmd);
+  }
+
+  Node& any_master() { return node_for(Command{}); }
 
   Node& node_for_slot(int slot) {
     ensure_loaded();
     std::lock_guard<std::mutex> lk(s_->m);
     if (Node* n = s_->slots[static_cast<std::size_t>(slot)]) return *n;
-    // Not served in our map: any master will say where it is (or CLUSTERDOWN).
     return *s_->masters[s_->next_any++ % s_->masters.size()];
-  }
-
-  Node& node_for(const Command& cmd) {
-    return cmd.has_route() ? node_for_slot(hash_slot(cmd.route_key())) : any_master();
   }
 
   /// Follows a MOVED: the slot's new owner goes into the map at once; the
@@ -569,7 +581,12 @@ inline std::vector<Reply> Cluster::pipeline(const std::vector<Command>& cmds) {
 
   std::vector<Pending> round;
   round.reserve(cmds.size());
-  for (std::size_t i = 0; i < cmds.size(); ++i) round.push_back(Pending{i, &node_for(cmds[i]), false});
+  ensure_loaded();
+  {
+    std::lock_guard<std::mutex> lk(s_->m);
+    for (std::size_t i = 0; i < cmds.size(); ++i)
+      round.push_back(Pending{i, &node_for_locked(cmds[i]), false});
+  }
 
   detail::Backoff backoff(s_->seed.command_timeout);
   std::exception_ptr unreachable;
