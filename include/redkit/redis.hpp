@@ -10,7 +10,7 @@
 ///
 /// Sentinel mode (Options::sentinels non-empty, e.g. from
 /// `redis-sentinel://h1:26379,h2:26379/0#mymaster`): every new connection
-/// asks the sentinels, in order, for the master's address
+/// asks the sentinels (from the one that answered last) for the master's address
 /// (SENTINEL get-master-addr-by-name) and checks it with ROLE. A failed
 /// connect proves nothing was sent, so it is retried (waits of 5 ms doubling
 /// to 100 ms, for at most Options::command_timeout) while a failover may be
@@ -20,6 +20,7 @@
 /// call connects to whatever master the sentinels name then.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <initializer_list>
 #include <memory>
@@ -147,6 +148,7 @@ class Redis {
           pool(options.pool_size, options.pool_wait_timeout, name(options), [this] { return connect(); }),
           dedicated(kMaxDedicated, options.pool_wait_timeout, name(options), [this] { return connect(); }) {}
     Options options;
+    std::atomic<std::size_t> sentinel_hint{0};  // sentinel mode: the sentinel that answered last
     detail::Pool pool;
     detail::Pool dedicated;
     detail::Scheduler scheduler;  // last: destroyed first, while the pools still exist
@@ -156,7 +158,7 @@ class Redis {
     }
     std::unique_ptr<Connection> connect() {
       if (options.sentinels.empty()) return std::make_unique<Connection>(options);
-      return detail::connect_to_master(options);
+      return detail::connect_to_master(options, sentinel_hint);
     }
   };
   static constexpr std::size_t kMaxDedicated = 256;

@@ -3,6 +3,9 @@
 // over their own short-lived connections.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
+#include <memory>
 #include <string>
 
 #include "redkit/command.hpp"
@@ -27,14 +30,20 @@ inline Options sentinel_options(const Options& o, const Endpoint& sentinel) {
   return s;
 }
 
-/// Asks the sentinels, in order, for the address of master o.master_name
-/// (SENTINEL get-master-addr-by-name); the first that knows it wins.
+/// Asks the sentinels for the address of master o.master_name
+/// (SENTINEL get-master-addr-by-name), starting with sentinel number `first`
+/// and going round the list; the first that knows it wins, and `first` is
+/// set to it, so that the next call starts there (a dead sentinel early in
+/// the list then costs one connect timeout, not one per connection).
 /// @throws ConfigError if every sentinel answered and none knows the name;
 /// IoError if none could answer.
-inline Endpoint resolve_master(const Options& o) {
+inline Endpoint resolve_master(const Options& o, std::size_t& first) {
   std::string failures;
   bool any_unreachable = false;
-  for (const Endpoint& sentinel : o.sentinels) {
+  const std::size_t n = o.sentinels.size();
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::size_t i = (first + k) % n;
+    const Endpoint& sentinel = o.sentinels[i];
     const std::string where = sentinel.host + ":" + std::to_string(sentinel.port);
     try {
       Connection c(sentinel_options(o, sentinel));
@@ -47,8 +56,10 @@ inline Endpoint resolve_master(const Options& o) {
       Endpoint master;
       master.host = std::string(r[0].string());
       master.port = parse_int(r[1].string(), -1);
-      if (master.port <= 0 || master.port > 65535)
+      if (master.port <= 0 || master.port > 65535) {
         throw ProtocolError("redkit: sentinel gave a bad master port");
+      }
+      first = i;
       return master;
     } catch (const Error& e) {
       any_unreachable = true;
@@ -76,10 +87,14 @@ inline void expect_master(Connection& c, const std::string& master_name) {
   }
 }
 
-/// Connects to the master the sentinels name, checked with ROLE.
+/// Connects to the master the sentinels name, checked with ROLE;
+/// sentinel_hint as for resolve_master.
 /// @throws as resolve_master and expect_master, and as Connection.
-inline std::unique_ptr<Connection> connect_to_master(const Options& o) {
-  const Endpoint master = resolve_master(o);
+inline std::unique_ptr<Connection> connect_to_master(const Options& o,
+                                                     std::atomic<std::size_t>& sentinel_hint) {
+  std::size_t first = sentinel_hint.load();
+  const Endpoint master = resolve_master(o, first);
+  sentinel_hint.store(first);
   Options m = o;
   m.host = master.host;
   m.port = master.port;
