@@ -247,23 +247,39 @@ TYPED_TEST(LockTest, FencingTokenStillIncreasesAfterTheCounterIsLost) {
 
 TYPED_TEST(LockTest, AcquireScriptIsIdempotentForItsOwnToken) {
   // The retry after an ambiguous timeout sends the same token again.
-  const std::string fence = "{" + this->name + "}:fence";
-  const std::string wake = "{" + this->name + "}:wake";
+  const auto keys = redkit::detail::lock_keys(this->name);
   auto attempt = [&](const std::string& token, const std::string& ttl) {
-    return this->client.eval(redkit::detail::lock_acquire_script(),
-                             {std::string_view(this->name), std::string_view(fence), std::string_view(wake)},
-                             {std::string_view(token), std::string_view(ttl)});
+    return this->client
+        .eval(redkit::detail::lock_acquire_script(),
+              {std::string_view(keys.key), std::string_view(keys.fence), std::string_view(keys.waiters)},
+              {std::string_view(token), std::string_view(ttl), std::string_view("0")})
+        .integer();
   };
-  redkit::Reply first = attempt("tok-a", "5000");
-  ASSERT_EQ(first[0].integer(), 1);
-  redkit::Reply again = attempt("tok-a", "9000");
-  EXPECT_EQ(again[0].integer(), 1);
-  EXPECT_EQ(again[1].integer(), first[1].integer());
+  const long long fence = attempt("tok-a", "5000");
+  ASSERT_GE(fence, 1);
+  EXPECT_EQ(attempt("tok-a", "9000"), fence);  // same fence, TTL renewed
   EXPECT_GT(pttl(this->client, this->name), 8000);
-  redkit::Reply other = attempt("tok-b", "5000");
-  EXPECT_EQ(other[0].integer(), 0);
-  EXPECT_GT(other[1].integer(), 8000);  // the holder's PTTL, for the waiter
+  const long long busy = attempt("tok-b", "5000");
+  EXPECT_LT(busy, -8000);  // -2 - the holder's PTTL, for the waiter
   this->client.command(Command{"DEL"}.key(this->name));
+}
+
+TYPED_TEST(LockTest, OnlyAReleaseWithAWaiterLeavesAWakeUp) {
+  const auto keys = redkit::detail::lock_keys(this->name);
+  typename TestFixture::Lock a(this->client, this->name);
+  typename TestFixture::Lock b(this->client, this->name);
+  ASSERT_TRUE(a.try_lock());
+  EXPECT_FALSE(b.try_lock());  // no wait: no waiters marker
+  a.unlock();
+  EXPECT_EQ(get(this->client, keys.waiters), "(nil)");
+  EXPECT_EQ(this->client.command(Command{"EXISTS"}.key(keys.wake)).integer(), 0);
+
+  ASSERT_TRUE(a.try_lock());
+  EXPECT_FALSE(b.try_lock_for(1ms));  // a waiter: leaves the marker
+  EXPECT_GT(pttl(this->client, keys.waiters), 1000);
+  a.unlock();
+  EXPECT_EQ(this->client.command(Command{"LLEN"}.key(keys.wake)).integer(), 1);
+  EXPECT_LE(pttl(this->client, keys.wake), 2000);
 }
 
 TYPED_TEST(LockTest, AutoRenewKeepsA300msLockForFourTimesItsTtl) {
@@ -520,10 +536,12 @@ TEST(Lock, SideKeysShareTheSlotOfTheName) {
   EXPECT_EQ(plain.key, "orders:42");
   EXPECT_EQ(plain.fence, "{orders:42}:fence");
   EXPECT_EQ(plain.wake, "{orders:42}:wake");
+  EXPECT_EQ(plain.waiters, "{orders:42}:waiters");
   auto tagged = redkit::detail::lock_keys("{user:7}.lock");
   EXPECT_EQ(tagged.key, "{user:7}.lock");
   EXPECT_EQ(tagged.fence, "{user:7}.lock:fence");
   EXPECT_EQ(tagged.wake, "{user:7}.lock:wake");
+  EXPECT_EQ(tagged.waiters, "{user:7}.lock:waiters");
   auto empty_tag = redkit::detail::lock_keys("a{b");
   EXPECT_EQ(empty_tag.fence, "{a{b}:fence");  // hashes "a{b", like the name
   EXPECT_THROW(redkit::detail::lock_keys(""), redkit::ConfigError);

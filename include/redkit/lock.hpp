@@ -19,10 +19,12 @@
 ///
 /// Key layout: the lock's value (a random token) lives at exactly the key
 /// named, set with PX, so redis-py's Lock and other clients that follow the
-/// `SET key token NX PX ttl` protocol exclude and are excluded. Two side keys
-/// share its hash slot: `{name}:fence` (the fencing counter, no expiry) and
-/// `{name}:wake` (a list a release pushes to, expiring after 2 s). When the
-/// name already has a hash tag, the side keys are `name:fence`, `name:wake`.
+/// `SET key token NX PX ttl` protocol exclude and are excluded. Three side
+/// keys share its hash slot: `{name}:fence` (the fencing counter, no expiry),
+/// `{name}:waiters` (a marker blocked waiters keep alive while they wait) and
+/// `{name}:wake` (the list a release pushes one wake-up to when that marker
+/// exists; it expires after 2 s). When the name already has a hash tag, the
+/// side keys are `name:fence`, `name:waiters` and `name:wake`.
 #pragma once
 
 #include <algorithm>
@@ -115,11 +117,12 @@ namespace detail {
 using LockClock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-/// The three keys of a lock name.
+/// The keys of a lock name.
 struct LockKeys {
-  std::string key;    ///< the lock itself: exactly the name
-  std::string fence;  ///< fencing counter
-  std::string wake;   ///< list a release pushes to, BLPOPed by waiters
+  std::string key;      ///< the lock itself: exactly the name
+  std::string fence;    ///< fencing counter
+  std::string wake;     ///< list a release pushes to, BLPOPed by waiters
+  std::string waiters;  ///< present while a waiter may be blocked
 };
 
 /// True if Redis Cluster would hash only part of key: a '{' followed later by
@@ -136,32 +139,50 @@ inline bool has_hash_tag(std::string_view key) {
 /// a '}' outside a hash tag (`{name}` would then hash a prefix of it).
 inline LockKeys lock_keys(const std::string& name) {
   if (name.empty()) throw ConfigError("redkit: empty lock name");
-  if (has_hash_tag(name)) return {name, name + ":fence", name + ":wake"};
+  if (has_hash_tag(name)) return {name, name + ":fence", name + ":wake", name + ":waiters"};
   if (name.find('}') != std::string::npos) {
     throw ConfigError("redkit: lock name '" + name +
                       "' has a '}' outside a hash tag, so no side key can share its slot; "
                       "give it a hash tag such as {" + "tag}");
   }
-  return {name, "{" + name + "}:fence", "{" + name + "}:wake"};
+  const std::string tag = "{" + name + "}";
+  return {name, tag + ":fence", tag + ":wake", tag + ":waiters"};
 }
 
 /// How long a wake-up waits in the list for a waiter (one that was between
-/// its failed attempt and its BLPOP when the release came). Any acquire
-/// deletes it, so it only lingers while the lock is free.
+/// its failed attempt and its BLPOP when the release came). Written into the
+/// release script.
 inline constexpr milliseconds kWakeTtl{2000};
 
-// Acquire. KEYS: lock, fence, wake. ARGV: token, ttl ms.
-// Returns {1, fence} when the lock is ours, {0, pttl} when another holds it.
-// Our own token already there means an earlier attempt whose reply was lost
-// succeeded: extend it and hand back the fence it got. The counter is seeded
-// from the server clock in microseconds whenever it is missing (first use,
-// restart without persistence, FLUSHALL), so fences still increase after it
-// is lost: acquisitions are far rarer than one per microsecond.
+/// How much longer than its longest wait a waiter keeps the waiters marker
+/// alive: room for leasing a connection and the round trips around a wait.
+inline constexpr milliseconds kWaitersMargin{1000};
+
+// Acquire. KEYS: lock, fence, waiters. ARGV: token, ttl ms, waiters ttl ms
+// ('0' for an attempt that will not wait).
+// Returns the fence (>= 1) when the lock is ours, else -2 - the holder's
+// PTTL (so -1: a holder without expiry). The common case costs two calls:
+// SET NX PX and INCR. Our own token already there means an earlier attempt
+// whose reply was lost succeeded: extend it and hand back its fence. A busy
+// attempt that will wait leaves the waiters marker (never shortening it), so
+// that releases push a wake-up for as long as a waiter may be blocked.
+// The counter is seeded from the server clock in microseconds whenever it is
+// missing (first use, restart without persistence, FLUSHALL), so fences keep
+// increasing after it is lost: acquisitions are far rarer than one per
+// microsecond.
 inline const Script& lock_acquire_script() {
   static const Script s(R"lua(
-local function next_fence()
-  local f = redis.call('INCR', KEYS[2])
-  if f == 1 then
+local f
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  f = redis.call('INCR', KEYS[2])
+elseif redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  f = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if f >= 1 then return f end
+  f = redis.call('INCR', KEYS[2])
+end
+if f then
+  if f < 2 then
     local t = redis.call('TIME')
     local seed = t[1] .. string.format('%06d', tonumber(t[2]))
     redis.call('SET', KEYS[2], seed)
@@ -169,31 +190,26 @@ local function next_fence()
   end
   return f
 end
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  local f = redis.call('GET', KEYS[2])
-  if f then return {1, tonumber(f)} end
-  return {1, next_fence()}
+local wait = tonumber(ARGV[3])
+if wait > 0 and redis.call('PTTL', KEYS[3]) < wait then
+  redis.call('SET', KEYS[3], '1', 'PX', wait)
 end
-if holder then return {0, redis.call('PTTL', KEYS[1])} end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('DEL', KEYS[3])
-return {1, next_fence()}
+return -2 - redis.call('PTTL', KEYS[1])
 )lua");
   return s;
 }
 
-// Release. KEYS: lock, wake. ARGV: token, wake ttl ms. Returns 1 if it was
-// ours. Pushes one wake-up only when none is pending, so one release wakes
-// one waiter.
+// Release. KEYS: lock, wake, waiters. ARGV: token. Returns 1 if it was ours.
+// Pushes a wake-up (living kWakeTtl) only when a waiter may be blocked and
+// none is pending already, so one release wakes one waiter and an
+// uncontended release costs three calls.
 inline const Script& lock_release_script() {
   static const Script s(R"lua(
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-if redis.call('LLEN', KEYS[2]) == 0 then
+if redis.call('EXISTS', KEYS[3]) == 1 and redis.call('LLEN', KEYS[2]) == 0 then
   redis.call('RPUSH', KEYS[2], '1')
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], 2000)
 end
 return 1
 )lua");
@@ -231,12 +247,13 @@ struct LockAttempt {
 /// Reads the acquire script's reply.
 inline LockAttempt parse_attempt(const ReplyView& r, LockClock::time_point sent, milliseconds ttl) {
   LockAttempt a;
-  a.acquired = r[0].integer() == 1;
+  const long long v = r.integer();
+  a.acquired = v >= 1;
   if (a.acquired) {
-    a.fence = r[1].integer();
+    a.fence = v;
     a.valid_until = sent + ttl;
   } else {
-    a.holder_ttl = milliseconds(r[1].integer());
+    a.holder_ttl = milliseconds(-2 - v);
   }
   return a;
 }
@@ -283,15 +300,17 @@ class SingleLockBackend {
         wait_replicas_(wait_replicas),
         wait_timeout_(wait_timeout) {}
 
-  /// One acquire attempt with the given token. A timeout is ambiguous (the
-  /// script may have run), so it is retried once with the same token, which
-  /// then finds its own key; if that fails too, the key is released.
-  LockAttempt try_acquire(const std::string& token, milliseconds ttl) {
+  /// One acquire attempt with the given token; wait > 0 when the caller
+  /// will block for up to that long if the lock is busy. A timeout is
+  /// ambiguous (the script may have run), so it is retried once with the
+  /// same token, which then finds its own key; if that fails too, the key is
+  /// released.
+  LockAttempt try_acquire(const std::string& token, milliseconds ttl, milliseconds wait) {
     try {
-      return acquire_once(token, ttl);
+      return acquire_once(token, ttl, wait);
     } catch (const TimeoutError&) {
       try {
-        return acquire_once(token, ttl);
+        return acquire_once(token, ttl, wait);
       } catch (...) {
         release(token);
         throw;
@@ -315,9 +334,9 @@ class SingleLockBackend {
   /// on failure the key expires by its TTL.
   void release(const std::string& token) noexcept {
     try {
-      static const std::string wake_ttl = std::to_string(kWakeTtl.count());
-      client_.eval(lock_release_script(), {std::string_view(keys_.key), std::string_view(keys_.wake)},
-                   {std::string_view(token), std::string_view(wake_ttl)});
+      client_.eval(lock_release_script(),
+                   {std::string_view(keys_.key), std::string_view(keys_.wake), std::string_view(keys_.waiters)},
+                   {std::string_view(token)});
     } catch (...) {
     }
   }
@@ -375,25 +394,23 @@ class SingleLockBackend {
   Waiter waiter() { return Waiter(*this); }
 
  private:
-  LockAttempt acquire_once(const std::string& token, milliseconds ttl) {
+  LockAttempt acquire_once(const std::string& token, milliseconds ttl, milliseconds wait) {
     const std::string ttl_text = std::to_string(ttl.count());
+    const std::string waiters_ttl = std::to_string(wait.count() > 0 ? (wait + kWaitersMargin).count() : 0);
+    const std::initializer_list<std::string_view> keys = {keys_.key, keys_.fence, keys_.waiters};
+    const std::initializer_list<std::string_view> args = {token, ttl_text, waiters_ttl};
     const auto sent = LockClock::now();
-    if (wait_replicas_ > 0) return acquire_replicated(token, ttl_text, sent, ttl);
-    Reply r = client_.eval(lock_acquire_script(),
-                           {std::string_view(keys_.key), std::string_view(keys_.fence),
-                            std::string_view(keys_.wake)},
-                           {std::string_view(token), std::string_view(ttl_text)});
-    return parse_attempt(r, sent, ttl);
+    if (wait_replicas_ > 0) return acquire_replicated(keys, args, token, sent, ttl);
+    return parse_attempt(client_.eval(lock_acquire_script(), keys, args), sent, ttl);
   }
 
   // WAIT counts the writes of the connection it is sent on, so the script
   // and the WAIT go over one leased connection, each with its own timeout.
-  LockAttempt acquire_replicated(const std::string& token, const std::string& ttl_text,
+  LockAttempt acquire_replicated(std::initializer_list<std::string_view> keys,
+                                 std::initializer_list<std::string_view> args, const std::string& token,
                                  LockClock::time_point sent, milliseconds ttl) {
     auto lease = client_.lease(keys_.key);
     const milliseconds timeout = client_.options().command_timeout;
-    const std::initializer_list<std::string_view> keys = {keys_.key, keys_.fence, keys_.wake};
-    const std::initializer_list<std::string_view> args = {token, ttl_text};
     Reply r = lease.command(lock_acquire_script().command(keys, args, true), timeout);
     if (r.is_error() && is_noscript(r.error())) {
       r = lease.command(lock_acquire_script().command(keys, args, false), timeout);
@@ -419,23 +436,30 @@ class SingleLockBackend {
 };
 
 /// The Lockable/TimedLockable logic shared by RedisLock and RedisRedlock:
-/// token, deadline, renewal and waiting, over a Backend that speaks to the
-/// server(s). Used by one thread at a time; the renewal task shares only the
-/// Hold of the current acquisition with it.
+/// token, deadline, waiting and renewal, over a Backend that speaks to the
+/// server(s). Used by one thread at a time (the owner).
+///
+/// Renewal is one periodic task per engine on the backend's scheduler
+/// thread, scheduled by the first acquire. It stops itself when it finds
+/// nothing held, so a lock()/unlock() loop does not wake the scheduler each
+/// time; unlock() clears the hold under the state's mutex, so no renewal can
+/// be sent once unlock()'s round trip begins.
 template <class Backend>
 class LockEngine {
  public:
   LockEngine(std::shared_ptr<Backend> backend, std::string name, LockOptions options)
-      : backend_(std::move(backend)), name_(std::move(name)), options_(std::move(options)) {}
+      : state_(std::make_shared<State>(std::move(backend), std::move(name), std::move(options))) {}
 
-  LockEngine(LockEngine&&) noexcept = default;
+  LockEngine(LockEngine&& other) noexcept
+      : state_(std::move(other.state_)),
+        task_(std::exchange(other.task_, 0)),
+        token_(std::move(other.token_)),
+        fence_(other.fence_) {}
   LockEngine& operator=(LockEngine&& other) noexcept {
     if (this != &other) {
-      unlock();
-      backend_ = std::move(other.backend_);
-      name_ = std::move(other.name_);
-      options_ = std::move(other.options_);
-      hold_ = std::move(other.hold_);
+      stop();
+      state_ = std::move(other.state_);
+      task_ = std::exchange(other.task_, 0);
       token_ = std::move(other.token_);
       fence_ = other.fence_;
     }
@@ -443,84 +467,112 @@ class LockEngine {
   }
   LockEngine(const LockEngine&) = delete;
   LockEngine& operator=(const LockEngine&) = delete;
-  ~LockEngine() { unlock(); }
+  ~LockEngine() { stop(); }
 
   /// Attempts until acquired or deadline (LockClock::time_point::max():
   /// forever). At least one attempt is made, even with a past deadline.
   bool acquire_until(LockClock::time_point deadline) {
-    if (hold_) {
-      if (owns_lock()) throw Error("redkit: lock '" + name_ + "' is already held by this object");
-      unlock();  // a lost hold: drop its renewal, release if still ours
+    State& s = *state_;
+    if (s.held) {
+      if (owns_lock()) throw Error("redkit: lock '" + s.name + "' is already held by this object");
+      unlock();  // a lost hold: release it if the key is somehow still ours
     }
     token_ = random_token();
-    LockAttempt a = backend_->try_acquire(token_, options_.ttl);
-    if (!a.acquired && LockClock::now() >= deadline) return false;
-    if (!a.acquired) a = wait_for_release(deadline, a);
-    if (!a.acquired) return false;
+    const bool may_wait = LockClock::now() < deadline;
+    LockAttempt a = s.backend->try_acquire(token_, s.options.ttl, may_wait ? s.options.retry_max : milliseconds(0));
+    if (!a.acquired) {
+      if (!may_wait || LockClock::now() >= deadline) return false;
+      a = wait_for_release(deadline, a);
+      if (!a.acquired) return false;
+    }
     start_hold(a);
     return true;
   }
 
   void unlock() noexcept {
-    if (!hold_) return;
-    std::shared_ptr<Hold> hold = std::move(hold_);
-    // Stop renewing first, so no renewal can run after (or race) the release.
-    if (hold->task) backend_->scheduler().cancel(hold->task);
-    backend_->release(hold->token);
+    if (!state_ || !state_->held) return;
+    std::string token;
+    {
+      std::lock_guard<std::mutex> lk(state_->mutex);  // waits out a renewal in flight
+      state_->held = false;
+      token.swap(state_->token);
+    }
+    state_->backend->release(token);
   }
 
   bool extend(milliseconds ttl) {
     if (ttl.count() < 1) throw ConfigError("redkit: lock extend ttl must be at least 1 ms");
-    if (!hold_ || hold_->lost) return false;
-    Hold& h = *hold_;
-    std::lock_guard<std::mutex> lk(h.renew_mutex);  // not at the same time as a renewal
-    milliseconds effective = ttl;
-    if (h.hold_until) {
-      const auto left = std::chrono::duration_cast<milliseconds>(*h.hold_until - LockClock::now());
-      if (left.count() <= 0) return false;
-      effective = std::min(ttl, left);
+    State& s = *state_;
+    bool reschedule = false;
+    {
+      std::lock_guard<std::mutex> lk(s.mutex);  // not at the same time as a renewal
+      if (!s.held || s.lost) return false;
+      milliseconds effective = ttl;
+      if (s.hold_until) {
+        const auto left = std::chrono::duration_cast<milliseconds>(*s.hold_until - LockClock::now());
+        if (left.count() <= 0) return false;
+        effective = std::min(ttl, left);
+      }
+      const auto valid_until = s.backend->renew(s.token, effective);
+      if (!valid_until) {
+        s.lost = true;
+        return false;
+      }
+      s.valid_until = valid_until->time_since_epoch().count();
+      s.ttl = ttl;  // later renewals keep the new lifetime
+      // A shorter lifetime needs renewing sooner than the task is due.
+      reschedule = s.options.auto_renew && renew_period(ttl) < s.period;
     }
-    const auto valid_until = backend_->renew(h.token, effective);
-    if (!valid_until) {
-      h.lost = true;
-      return false;
-    }
-    h.valid_until = valid_until->time_since_epoch().count();
-    h.ttl = ttl;  // later renewals keep the new lifetime
+    if (reschedule) schedule_renewal(renew_period(ttl));
     return true;
   }
 
   bool owns_lock() const noexcept {
-    if (!hold_ || hold_->lost) return false;
-    return LockClock::now().time_since_epoch().count() < hold_->valid_until.load();
+    if (!state_ || !state_->held || state_->lost) return false;
+    return LockClock::now().time_since_epoch().count() < state_->valid_until.load();
   }
 
   std::int64_t fencing_token() const noexcept { return fence_; }
   const std::string& token() const noexcept { return token_; }
-  const std::string& name() const noexcept { return name_; }
-  const LockOptions& options() const noexcept { return options_; }
-  const Backend& backend() const noexcept { return *backend_; }
+  const std::string& name() const noexcept { return state_->name; }
+  const Backend& backend() const noexcept { return *state_->backend; }
 
  private:
-  // What one acquisition shares with its renewal task.
-  struct Hold {
-    std::shared_ptr<Backend> backend;
-    std::string name;
+  // What the owner shares with the renewal task.
+  struct State {
+    State(std::shared_ptr<Backend> b, std::string n, LockOptions o)
+        : backend(std::move(b)), name(std::move(n)), options(std::move(o)) {}
+    const std::shared_ptr<Backend> backend;
+    const std::string name;
+    const LockOptions options;
+
+    std::mutex mutex;  // guards what follows; held across a renewal's round trip
+    std::atomic<bool> held{false};
+    std::atomic<bool> lost{false};                // a renewal found it gone, or it ran out
+    std::atomic<LockClock::rep> valid_until{0};  // steady ticks
     std::string token;
-    std::function<void(const std::string&)> on_lost;
+    milliseconds ttl{0};
     std::optional<LockClock::time_point> hold_until;  // acquired + max_hold
-    std::atomic<LockClock::rep> valid_until{0};       // steady ticks
-    std::atomic<bool> lost{false};
-    std::mutex renew_mutex;  // one renew/extend round trip at a time
-    milliseconds ttl{0};     // guarded by renew_mutex
-    std::uint64_t task = 0;  // renewal task id; owner thread only
+    bool task_scheduled = false;
+    milliseconds period{0};  // delay the task was last scheduled with
   };
+
+  Scheduler& scheduler() noexcept { return state_->backend->scheduler(); }
+
+  // Owner thread: renewal stopped for good (destruction, move-assignment).
+  void stop() noexcept {
+    if (!state_) return;
+    unlock();
+    if (task_) scheduler().cancel(task_);
+    task_ = 0;
+  }
 
   // Blocks on wake-ups with a fallback timeout (see LockOptions::retry_min)
   // and retries after each, until acquired or past the deadline.
   LockAttempt wait_for_release(LockClock::time_point deadline, LockAttempt a) {
-    auto waiter = backend_->waiter();
-    milliseconds backoff = options_.retry_min;
+    State& s = *state_;
+    auto waiter = s.backend->waiter();
+    milliseconds backoff = s.options.retry_min;
     for (;;) {
       const auto now = LockClock::now();
       if (now >= deadline) return a;
@@ -531,88 +583,104 @@ class LockEngine {
         wait = std::min(wait, a.holder_ttl + random_between(milliseconds(1), milliseconds(10)));
       }
       const auto left = std::chrono::ceil<milliseconds>(deadline - now);
-      const bool at_deadline = left <= wait;
-      const bool woken = waiter.wait(std::min(wait, left), at_deadline);
-      backoff = woken ? options_.retry_min : std::min(backoff * 2, options_.retry_max);
-      a = backend_->try_acquire(token_, options_.ttl);
+      const bool woken = waiter.wait(std::min(wait, left), left <= wait);
+      backoff = woken ? s.options.retry_min : std::min(backoff * 2, s.options.retry_max);
+      a = s.backend->try_acquire(token_, s.options.ttl, s.options.retry_max);
       if (a.acquired) return a;
     }
   }
 
   void start_hold(const LockAttempt& a) {
-    auto hold = std::make_shared<Hold>();
-    hold->backend = backend_;
-    hold->name = name_;
-    hold->token = token_;
-    hold->on_lost = options_.on_lost;
-    if (options_.max_hold) hold->hold_until = LockClock::now() + *options_.max_hold;
-    hold->valid_until = a.valid_until.time_since_epoch().count();
-    hold->ttl = options_.ttl;
+    State& s = *state_;
     fence_ = a.fence;
-    hold_ = hold;
-    if (options_.auto_renew) {
-      std::weak_ptr<Hold> weak = hold;
-      // The task holds only a weak reference: the lock owns the hold (and
-      // through it the client), and cancels the task before dropping it.
-      hold->task = backend_->scheduler().schedule(
-          renew_period(options_.ttl), [weak] { return renew_step(weak); });
+    bool need_task = false;
+    {
+      std::lock_guard<std::mutex> lk(s.mutex);
+      s.token = token_;
+      s.ttl = s.options.ttl;
+      s.hold_until.reset();
+      if (s.options.max_hold) s.hold_until = LockClock::now() + *s.options.max_hold;
+      s.valid_until = a.valid_until.time_since_epoch().count();
+      s.lost = false;
+      s.held = true;
+      need_task = s.options.auto_renew && !s.task_scheduled;
     }
+    if (need_task) schedule_renewal(renew_period(s.options.ttl));
+  }
+
+  // Owner thread: (re)starts the renewal task, first run after delay.
+  void schedule_renewal(milliseconds delay) {
+    if (task_) scheduler().cancel(task_);
+    {
+      std::lock_guard<std::mutex> lk(state_->mutex);
+      state_->task_scheduled = true;
+      state_->period = delay;
+    }
+    // A weak reference: the engine owns the state (and through it the
+    // client), and cancels the task before it lets go of it.
+    std::weak_ptr<State> weak = state_;
+    task_ = scheduler().schedule(delay, [weak] { return renew_step(weak); });
   }
 
   static milliseconds renew_period(milliseconds ttl) { return std::max(ttl / 3, milliseconds(1)); }
 
   // One run of the renewal task on the scheduler thread. Returns the delay
   // until the next run, or a negative one to stop.
-  static milliseconds renew_step(const std::weak_ptr<Hold>& weak) {
+  static milliseconds renew_step(const std::weak_ptr<State>& weak) {
     const milliseconds stop{-1};
-    std::shared_ptr<Hold> hold = weak.lock();
-    if (!hold) return stop;
+    std::shared_ptr<State> state = weak.lock();
+    if (!state) return stop;
+    State& s = *state;
     milliseconds next = stop;
     bool lost = false;
     {
-      std::lock_guard<std::mutex> lk(hold->renew_mutex);
-      if (hold->lost) return stop;
-      const auto now = LockClock::now();
-      milliseconds ttl = hold->ttl;
-      if (hold->hold_until) {
-        const auto left = std::chrono::duration_cast<milliseconds>(*hold->hold_until - now);
-        ttl = std::min(ttl, left);
+      std::lock_guard<std::mutex> lk(s.mutex);
+      if (!s.held || s.lost) {
+        s.task_scheduled = false;  // the next acquire starts it again
+        return stop;
       }
-      if (ttl.count() <= 0 || now.time_since_epoch().count() >= hold->valid_until.load()) {
+      const auto now = LockClock::now();
+      milliseconds ttl = s.ttl;
+      if (s.hold_until) ttl = std::min(ttl, std::chrono::duration_cast<milliseconds>(*s.hold_until - now));
+      if (ttl.count() <= 0 || now.time_since_epoch().count() >= s.valid_until.load()) {
         lost = true;  // max_hold ran out, or renewals failed until our deadline
       } else {
         try {
-          const auto valid_until = hold->backend->renew(hold->token, ttl);
+          const auto valid_until = s.backend->renew(s.token, ttl);
           if (valid_until) {
-            hold->valid_until = valid_until->time_since_epoch().count();
-            // Near max_hold the last renewal is short; run again when it ends to report it.
-            next = std::min(renew_period(hold->ttl), ttl);
+            s.valid_until = valid_until->time_since_epoch().count();
+            // Never less often than the configured ttl needs; near max_hold
+            // the last renewal is short: run again when it ends, to report it.
+            next = std::min({renew_period(s.ttl), renew_period(s.options.ttl), ttl});
           } else {
             lost = true;
           }
         } catch (...) {
           // I/O trouble: try again soon, until our own deadline passes.
           const auto left = std::chrono::duration_cast<milliseconds>(
-              LockClock::time_point(LockClock::duration(hold->valid_until.load())) - now);
-          next = std::clamp(hold->ttl / 10, milliseconds(1), std::max(left, milliseconds(1)));
+              LockClock::time_point(LockClock::duration(s.valid_until.load())) - now);
+          next = std::clamp(s.ttl / 10, milliseconds(1), std::max(left, milliseconds(1)));
         }
       }
-      if (lost) hold->lost = true;
+      if (lost) {
+        s.lost = true;
+        s.task_scheduled = false;
+      } else {
+        s.period = next;
+      }
     }
-    if (lost && hold->on_lost) {
+    if (lost && s.options.on_lost) {
       try {
-        hold->on_lost(hold->name);
+        s.options.on_lost(s.name);
       } catch (...) {
         // The callback's own failure must not stop the scheduler.
       }
     }
-    return lost ? stop : next;
+    return next;
   }
 
-  std::shared_ptr<Backend> backend_;
-  std::string name_;
-  LockOptions options_;
-  std::shared_ptr<Hold> hold_;
+  std::shared_ptr<State> state_;
+  std::uint64_t task_ = 0;  // renewal task id (it may have stopped itself since)
   std::string token_;
   std::int64_t fence_ = 0;
 };

@@ -56,16 +56,18 @@ class RedlockBackend {
   /// largest fence granted (a second round), so that any later quorum, which
   /// shares a node with this one, hands out a larger fence. A failed attempt
   /// releases every node.
-  LockAttempt try_acquire(const std::string& token, milliseconds ttl) {
+  LockAttempt try_acquire(const std::string& token, milliseconds ttl, milliseconds /*wait: none*/) {
     const std::string ttl_text = std::to_string(ttl.count());
     const auto start = LockClock::now();
     auto replies = on_nodes(all_nodes(), [&](Client& c) -> std::optional<std::int64_t> {
+      // No waiters marker ("0"): redlock waiters sleep, they are not woken.
       Reply r = c.eval(lock_acquire_script(),
                        {std::string_view(keys_.key), std::string_view(keys_.fence),
-                        std::string_view(keys_.wake)},
-                       {std::string_view(token), std::string_view(ttl_text)});
-      if (r[0].integer() != 1) return std::nullopt;
-      return r[1].integer();
+                        std::string_view(keys_.waiters)},
+                       {std::string_view(token), std::string_view(ttl_text), std::string_view("0")});
+      const long long fence = r.integer();
+      if (fence < 1) return std::nullopt;
+      return fence;
     });
     std::vector<std::size_t> granted;
     std::int64_t fence = 0;
@@ -121,10 +123,10 @@ class RedlockBackend {
   /// Releases on every node in parallel. Never throws.
   void release(const std::string& token) noexcept {
     try {
-      static const std::string wake_ttl = std::to_string(kWakeTtl.count());
       on_nodes(all_nodes(), [&](Client& c) -> bool {
-        c.eval(lock_release_script(), {std::string_view(keys_.key), std::string_view(keys_.wake)},
-               {std::string_view(token), std::string_view(wake_ttl)});
+        c.eval(lock_release_script(),
+               {std::string_view(keys_.key), std::string_view(keys_.wake), std::string_view(keys_.waiters)},
+               {std::string_view(token)});
         return true;
       });
     } catch (...) {
