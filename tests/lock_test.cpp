@@ -299,6 +299,30 @@ TYPED_TEST(LockTest, AutoRenewKeepsA300msLockForFourTimesItsTtl) {
   EXPECT_TRUE(other.try_lock());
 }
 
+TYPED_TEST(LockTest, RenewalFollowsExtendInBothDirections) {
+  // Shorter: 30 s renewed every 10 s would let a 300 ms key expire.
+  typename TestFixture::Lock lock(this->client, this->name);
+  ASSERT_TRUE(lock.try_lock());
+  ASSERT_TRUE(lock.extend(300ms));
+  std::this_thread::sleep_for(1200ms);  // four of the new TTLs pass
+  EXPECT_TRUE(lock.owns_lock());
+  EXPECT_EQ(get(this->client, this->name), lock.token());
+  lock.unlock();
+
+  // Longer, then a new hold with the configured 300 ms: renewed in time.
+  LockOptions o;
+  o.ttl = 300ms;
+  typename TestFixture::Lock short_lived(this->client, this->name, o);
+  ASSERT_TRUE(short_lived.try_lock());
+  ASSERT_TRUE(short_lived.extend(60s));
+  std::this_thread::sleep_for(150ms);  // a renewal runs with the long TTL
+  short_lived.unlock();
+  ASSERT_TRUE(short_lived.try_lock());
+  std::this_thread::sleep_for(1200ms);
+  EXPECT_TRUE(short_lived.owns_lock());
+  EXPECT_EQ(get(this->client, this->name), short_lived.token());
+}
+
 TYPED_TEST(LockTest, OnLostFiresAfterAnExternalDel) {
   std::mutex m;
   std::condition_variable cv;

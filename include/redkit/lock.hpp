@@ -360,9 +360,11 @@ class SingleLockBackend {
     bool wait(milliseconds timeout, bool at_deadline) {
       if (timeout.count() <= 0) return false;
       if (!lease_) lease_.emplace(b_.client_.lease(b_.keys_.wake));
-      const milliseconds margin = b_.client_.options().command_timeout;
+      // Room for the server's late reply (see above) and a slow network.
+      const milliseconds command_timeout = b_.client_.options().command_timeout;
+      const milliseconds margin = std::max(command_timeout, milliseconds(250));
       milliseconds server_timeout = timeout;
-      milliseconds read_timeout = margin.count() > 0 ? timeout + margin : milliseconds(0);
+      milliseconds read_timeout = command_timeout.count() > 0 ? timeout + margin : milliseconds(0);
       if (at_deadline) {
         server_timeout = timeout + milliseconds(200);
         read_timeout = timeout;
@@ -649,8 +651,9 @@ class LockEngine {
           const auto valid_until = s.backend->renew(s.token, ttl);
           if (valid_until) {
             s.valid_until = valid_until->time_since_epoch().count();
-            // Never less often than the configured ttl needs; near max_hold
-            // the last renewal is short: run again when it ends, to report it.
+            // Never less often than the configured ttl needs (the next hold
+            // relies on it too); near max_hold the last renewal is short:
+            // run again when it ends, to report it.
             next = std::min({renew_period(s.ttl), renew_period(s.options.ttl), ttl});
           } else {
             lost = true;
@@ -659,7 +662,7 @@ class LockEngine {
           // I/O trouble: try again soon, until our own deadline passes.
           const auto left = std::chrono::duration_cast<milliseconds>(
               LockClock::time_point(LockClock::duration(s.valid_until.load())) - now);
-          next = std::clamp(s.ttl / 10, milliseconds(1), std::max(left, milliseconds(1)));
+          next = std::clamp(std::min(s.ttl, s.options.ttl) / 10, milliseconds(1), std::max(left, milliseconds(1)));
         }
       }
       if (lost) {
