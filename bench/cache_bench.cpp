@@ -5,7 +5,9 @@
 //  each raw side copies the values into the same result type
 //  (std::optional<std::string>, a vector of them), as the cache returns;
 //  - a stampede: 32 threads ask for one absent key whose loader takes 50 ms,
-//  through get_or_set vs the naive get, load, set; loads and latency.
+//  through get_or_set vs the naive get, load, set; loads and latency, with
+//  a backend that serves any number of loads at once and with one that
+//  serves one at a time.
 //
 //   scripts/bench --benchmark_filter=cache
 //   (or: taskset -c 1 build/bench/bench/redkit_bench_cache)
@@ -141,13 +143,13 @@ void print_stampede_summary() {
                    [](const StampedeSummary& s) { return !s.loads.empty(); })) {
     return;  // filtered out
   }
-  std::printf("\n%-28s %12s %10s %10s %10s   (32 threads, loader 50 ms)\n", "stampede", "loads/round", "p50",
+  std::printf("\n%-36s %12s %10s %10s %10s   (32 threads, loader 50 ms)\n", "stampede", "loads/round", "p50",
               "p99", "max");
   for (const auto& s : stampede_results) {
     if (s.loads.empty()) continue;  // filtered out
     double loads = 0;
     for (int l : s.loads) loads += l;
-    std::printf("%-28s %12.1f %8.1fms %8.1fms %8.1fms   (%zu rounds)\n", s.name.c_str(),
+    std::printf("%-36s %12.1f %8.1fms %8.1fms %8.1fms   (%zu rounds)\n", s.name.c_str(),
                 loads / static_cast<double>(s.loads.size()), percentile(s.latencies_ms, 0.50),
                 percentile(s.latencies_ms, 0.99), percentile(s.latencies_ms, 1.0), s.loads.size());
   }
@@ -171,7 +173,7 @@ int main(int argc, char** argv) {
   cache.set("one", std::string(100, 'v'), std::chrono::hours(1));
   const std::string raw_key = "bench:cache:one";
   pairs.add("cache_get_hit_100B", [&] { benchmark::DoNotOptimize(cache.get("one")); },
-            [&] { benchmark::DoNotOptimize(raw.get(raw_key)); }, 1, 20000);
+            [&] { benchmark::DoNotOptimize(raw.get(raw_key)); }, 1, 20000, 20);
 
   // get_many() of 100 keys.
   std::vector<std::string> keys, raw_keys;
@@ -183,7 +185,7 @@ int main(int argc, char** argv) {
   }
   cache.set_many(items, std::chrono::hours(1));
   pairs.add("cache_get_many_100x100B", [&] { benchmark::DoNotOptimize(cache.get_many(keys)); },
-            [&] { benchmark::DoNotOptimize(raw.mget(raw_keys)); }, 100, 2000);
+            [&] { benchmark::DoNotOptimize(raw.mget(raw_keys)); }, 100, 2000, 20);
 
   // The stampede: each round a fresh absent key, 32 threads at once.
   constexpr int kThreads = 32;
@@ -192,13 +194,19 @@ int main(int argc, char** argv) {
   wide.pool_size = kThreads;  // the naive side is not throttled by the pool
   redkit::Redis stampede_client(wide);
   redkit::RedisCache<std::string> stampede_cache(stampede_client, "bench:stampede:");
-  auto loader = [&](std::atomic<int>& loads) {
+  // The backend: 50 ms per load. "parallel": any number at once (a sleep);
+  // "serial": one at a time, like a database that serves this query from
+  // one worker, so that every extra load makes the others wait.
+  std::mutex backend;
+  auto loader = [&](std::atomic<int>& loads, bool serial) {
     ++loads;
-    std::this_thread::sleep_for(kLoadTime);  // the slow backend
+    std::unique_lock<std::mutex> one_at_a_time(backend, std::defer_lock);
+    if (serial) one_at_a_time.lock();
+    std::this_thread::sleep_for(kLoadTime);
     return std::string(100, 'x');
   };
   int round = 0;
-  auto register_stampede = [&](const std::string& name, auto call) {
+  auto register_stampede = [&](const std::string& name, int rounds, auto call) {
     stampede_results.push_back({name, {}, {}});
     const std::size_t slot = stampede_results.size() - 1;
     benchmark::RegisterBenchmark(("stampede_32x50ms/" + name).c_str(),
@@ -216,21 +224,26 @@ int main(int argc, char** argv) {
                                      st.counters["p99_ms"] = percentile(s.latencies_ms, 0.99);
                                    }
                                  })
-        ->Iterations(10)
+        ->Iterations(rounds)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
   };
-  register_stampede("get_or_set", [&](const std::string& key, std::atomic<int>& loads) {
-    benchmark::DoNotOptimize(stampede_cache.get_or_set(key, [&] { return loader(loads); }));
-  });
-  register_stampede("naive_get_load_set", [&](const std::string& key, std::atomic<int>& loads) {
-    std::optional<std::string> v = stampede_cache.get(key);
-    if (!v) {
-      v = loader(loads);
-      stampede_cache.set(key, *v);
-    }
-    benchmark::DoNotOptimize(v);
-  });
+  for (const bool serial : {false, true}) {
+    const std::string backend_kind = serial ? "serial_backend" : "parallel_backend";
+    const int rounds = serial ? 5 : 10;
+    register_stampede(backend_kind + "/get_or_set", rounds, [&, serial](const std::string& key, std::atomic<int>& loads) {
+      benchmark::DoNotOptimize(stampede_cache.get_or_set(key, [&] { return loader(loads, serial); }));
+    });
+    register_stampede(backend_kind + "/naive_get_load_set", rounds,
+                      [&, serial](const std::string& key, std::atomic<int>& loads) {
+                        std::optional<std::string> v = stampede_cache.get(key);
+                        if (!v) {
+                          v = loader(loads, serial);
+                          stampede_cache.set(key, *v);
+                        }
+                        benchmark::DoNotOptimize(v);
+                      });
+  }
 
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
