@@ -2,7 +2,9 @@
 // one redis-server pinned to CPU 1:
 //   1. uncontended lock()+unlock() pairs/s vs raw `SET NX PX` + EVALSHA
 //      compare-and-delete: interleaved rounds, median of the paired ratios,
-//      client CPU per pair (whole process, so the renewal thread counts);
+//      client CPU per pair (whole process, so the renewal thread counts) and
+//      server CPU per pair; a third side, raw hiredis sending redkit's own
+//      two scripts, separates the library's cost from the scripts' cost;
 //   2. handoff latency: a release in this process -> a waiter blocked in
 //      another process acquires; redkit vs raw pub/sub vs a 100 ms poll loop;
 //   3. commands the server receives from 8 waiters during a 2 s hold, vs 8
@@ -15,6 +17,7 @@
 #include <benchmark/benchmark.h>
 #include <hiredis/hiredis.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -51,6 +54,22 @@ double cpu_seconds(int who) {
   getrusage(who, &ru);
   return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+// CPU seconds a process used so far (utime + stime from /proc/PID/stat).
+double process_cpu_seconds(pid_t pid) {
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return 0;
+  char buf[1024];
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');  // the command name may hold spaces
+  if (!p) return 0;
+  unsigned long utime = 0, stime = 0;
+  // Fields after ')': state(3) ... utime(14) stime(15).
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2) return 0;
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 double median(std::vector<double> v) {
@@ -341,12 +360,46 @@ struct PairSample {
   double thread_cpu_us;   // per pair, the calling thread only
 };
 
+// The uncontended sides, run in interleaved rounds.
+enum Side { kRedkit, kRaw, kRawRedkitScripts, kSides };
+const char* const kSideNames[kSides] = {"redkit", "raw_hiredis", "raw_hiredis_redkit_scripts"};
+
 struct Results {
-  std::vector<PairSample> redkit, raw;
+  std::vector<PairSample> pairs[kSides];
+  double server_cpu_s[kSides] = {};  // the server's CPU while each side ran
+  double side_pairs[kSides] = {};
   std::map<std::string, std::vector<double>> handoff_us;
   std::map<std::string, WaitCost> waiting;
 };
 Results results;
+
+// Raw hiredis sending what RedisLock sends for an uncontended pair: its
+// acquire and release scripts, by EVALSHA.
+class RawRedkitScripts {
+ public:
+  RawRedkitScripts(Raw& raw, const std::string& name) : raw_(raw), keys_(redkit::detail::lock_keys(name)) {
+    acquire_sha_ = raw_.run({"SCRIPT", "LOAD", redkit::detail::lock_acquire_script().source()})->str;
+    release_sha_ = raw_.run({"SCRIPT", "LOAD", redkit::detail::lock_release_script().source()})->str;
+  }
+  void pair() {
+    const char* acq[] = {"EVALSHA", acquire_sha_.c_str(), "3", keys_.key.c_str(), keys_.fence.c_str(),
+                         keys_.waiters.c_str(), token_, "30000", "0"};
+    const size_t acq_lens[] = {7, acquire_sha_.size(), 1, keys_.key.size(), keys_.fence.size(),
+                               keys_.waiters.size(), 32, 5, 1};
+    if (raw_.run(9, acq, acq_lens)->integer < 1) throw std::runtime_error("raw scripts: busy");
+    const char* rel[] = {"EVALSHA", release_sha_.c_str(), "3", keys_.key.c_str(), keys_.wake.c_str(),
+                         keys_.waiters.c_str(), token_};
+    const size_t rel_lens[] = {7, release_sha_.size(), 1, keys_.key.size(), keys_.wake.size(),
+                               keys_.waiters.size(), 32};
+    if (raw_.run(7, rel, rel_lens)->integer != 1) throw std::runtime_error("raw scripts: not ours");
+  }
+
+ private:
+  Raw& raw_;
+  redkit::detail::LockKeys keys_;
+  std::string acquire_sha_, release_sha_;
+  const char* token_ = "0123456789abcdef0123456789abcdef";
+};
 
 void register_uncontended(redkit::test::RedisServer& server, int pairs_per_round, int rounds) {
   static redkit::Redis client([&] {
@@ -357,32 +410,40 @@ void register_uncontended(redkit::test::RedisServer& server, int pairs_per_round
   static redkit::RedisLock<> lock(client, "bench:uncontended:redkit");  // defaults: 30 s ttl, auto-renew
   static Raw raw(server.host(), server.port());
   static RawLock raw_lock(raw, "bench:uncontended:raw", "0123456789abcdef0123456789abcdef");
+  static RawRedkitScripts raw_scripts(raw, "bench:uncontended:raw-scripts");
+  static const pid_t server_pid = server.pid();
 
   for (int r = 0; r < rounds; ++r) {
-    const bool redkit_first = r % 2 == 0;
-    for (int k = 0; k < 2; ++k) {
-      const bool is_redkit = (k == 0) == redkit_first;
+    for (int k = 0; k < kSides; ++k) {
+      const auto side = static_cast<Side>((r + k) % kSides);  // rotate which side goes first
       const std::string name =
-          std::string("lock_unlock_uncontended/") + (is_redkit ? "redkit" : "raw_hiredis") + "/round:" +
-          std::to_string(r);
-      benchmark::RegisterBenchmark(name.c_str(), [is_redkit](benchmark::State& st) {
+          std::string("lock_unlock_uncontended/") + kSideNames[side] + "/round:" + std::to_string(r);
+      benchmark::RegisterBenchmark(name.c_str(), [side](benchmark::State& st) {
         const double proc0 = cpu_seconds(RUSAGE_SELF);
         const double thread0 = cpu_seconds(RUSAGE_THREAD);
+        const double server0 = process_cpu_seconds(server_pid);
         const auto t0 = Clock::now();
         for (auto _ : st) {
-          if (is_redkit) {
-            lock.lock();
-            lock.unlock();
-          } else {
-            if (!raw_lock.try_lock()) throw std::runtime_error("raw: busy");
-            raw_lock.unlock();
+          switch (side) {
+            case kRedkit:
+              lock.lock();
+              lock.unlock();
+              break;
+            case kRaw:
+              if (!raw_lock.try_lock()) throw std::runtime_error("raw: busy");
+              raw_lock.unlock();
+              break;
+            default:
+              raw_scripts.pair();
           }
         }
         const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
         const auto n = static_cast<double>(st.iterations());
         PairSample s{n / secs, (cpu_seconds(RUSAGE_SELF) - proc0) / n * 1e6,
                      (cpu_seconds(RUSAGE_THREAD) - thread0) / n * 1e6};
-        (is_redkit ? results.redkit : results.raw).push_back(s);
+        results.pairs[side].push_back(s);
+        results.server_cpu_s[side] += process_cpu_seconds(server_pid) - server0;
+        results.side_pairs[side] += n;
         st.counters["pairs_per_s"] = s.pairs_per_s;
         st.counters["cpu_us_per_pair"] = s.process_cpu_us;
       })
@@ -429,22 +490,24 @@ void register_waiting(redkit::test::RedisServer& server, bool use_redkit) {
 }
 
 void print_summary() {
-  if (!results.redkit.empty() && !results.raw.empty()) {
-    std::vector<double> ratios, a_ops, b_ops, a_cpu, b_cpu, a_thread;
-    for (std::size_t i = 0; i < std::min(results.redkit.size(), results.raw.size()); ++i) {
-      ratios.push_back(results.redkit[i].pairs_per_s / results.raw[i].pairs_per_s);
-      a_ops.push_back(results.redkit[i].pairs_per_s);
-      b_ops.push_back(results.raw[i].pairs_per_s);
-      a_cpu.push_back(results.redkit[i].process_cpu_us);
-      a_thread.push_back(results.redkit[i].thread_cpu_us);
-      b_cpu.push_back(results.raw[i].process_cpu_us);
+  const auto& a = results.pairs[kRedkit];
+  for (Side other : {kRaw, kRawRedkitScripts}) {
+    const auto& b = results.pairs[other];
+    if (a.empty() || b.empty()) continue;
+    std::vector<double> ratios, a_ops, b_ops, a_cpu, b_cpu;
+    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+      ratios.push_back(a[i].pairs_per_s / b[i].pairs_per_s);
+      a_ops.push_back(a[i].pairs_per_s);
+      b_ops.push_back(b[i].pairs_per_s);
+      a_cpu.push_back(a[i].process_cpu_us);
+      b_cpu.push_back(b[i].process_cpu_us);
     }
     std::printf(
-        "\nuncontended lock+unlock: redkit %.0f pairs/s, raw hiredis %.0f pairs/s, ratio %.3fx "
-        "(median of %zu paired rounds); client CPU per pair: redkit %.2f us (calling thread %.2f us), "
-        "raw %.2f us\n",
-        median(a_ops), median(b_ops), median(ratios), ratios.size(), median(a_cpu), median(a_thread),
-        median(b_cpu));
+        "\nuncontended lock+unlock, redkit vs %s: %.0f vs %.0f pairs/s, ratio %.3fx (median of %zu paired "
+        "rounds); client CPU per pair %.2f vs %.2f us; server CPU per pair %.2f vs %.2f us\n",
+        kSideNames[other], median(a_ops), median(b_ops), median(ratios), ratios.size(), median(a_cpu),
+        median(b_cpu), results.server_cpu_s[kRedkit] / results.side_pairs[kRedkit] * 1e6,
+        results.server_cpu_s[other] / results.side_pairs[other] * 1e6);
   }
   for (const auto& [mode, us] : results.handoff_us) {
     std::printf("handoff %-7s p50 %8.3f ms  p99 %8.3f ms  (%zu handoffs, waiter in another process)\n",
