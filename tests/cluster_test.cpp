@@ -295,6 +295,42 @@ TEST_F(ClusterTest, AskDuringALiveMigrationIsFollowedWithoutError) {
   EXPECT_EQ(client_.command(Command{"GET"}.key(staying_key)).string(), "s");
 }
 
+TEST_F(ClusterTest, CounterWorkloadSurvivesAReshardOfItsSlotWithNoError) {
+  const int slot = 6543;
+  const std::string key = key_in_slot(prefix_ + "ctr", slot);
+  std::atomic<bool> stop{false};
+  std::atomic<long long> acked{0};
+  std::atomic<long long> errors{0};
+  std::string first_error;
+  std::thread worker([&, client = client_]() mutable {
+    while (!stop) {
+      try {
+        client.command(Command{"INCR"}.key(key));
+        ++acked;
+      } catch (const redkit::Error& e) {
+        if (errors++ == 0) first_error = e.what();
+      }
+    }
+  });
+  ASSERT_TRUE(redkit::test::wait_until([&] { return acked > 100; }, 5s));
+  RedisServer& owner = shared_cluster().master_of(slot);
+  RedisServer& target = other_master(owner);
+  shared_cluster().begin_slot_migration(slot, target);
+  const long long before_move = acked;
+  ASSERT_TRUE(redkit::test::wait_until([&] { return acked > before_move + 100; }, 5s));  // while MIGRATING
+  shared_cluster().migrate_key(owner, target, key);
+  const long long after_move = acked;
+  ASSERT_TRUE(redkit::test::wait_until([&] { return acked > after_move + 100; }, 5s));  // ASK to the target
+  shared_cluster().finish_slot_migration(slot, owner, target);
+  const long long after_finish = acked;
+  ASSERT_TRUE(
+      redkit::test::wait_until([&] { return acked > after_finish + 100; }, 5s));  // MOVED, then direct
+  stop = true;
+  worker.join();
+  EXPECT_EQ(errors, 0) << first_error;
+  EXPECT_EQ(target.cli("GET", key), std::to_string(acked.load()));
+}
+
 TEST_F(ClusterTest, TryAgainIsRetriedUntilTheMigrationEnds) {
   const int slot = 9001;
   const std::string tag = "{" + key_in_slot(prefix_ + "tag", slot) + "}";
@@ -417,13 +453,18 @@ TEST_F(ClusterTest, CopiesShareOneStateAcrossThreads) {
 }
 
 TEST_F(ClusterTest, ManualFailoverIsFollowedWithNoError) {
-  // CLUSTER FAILOVER on a replica: the old master becomes its replica and
-  // answers MOVED; the client follows, reloads its map and carries on.
+  // A replica takes over (CLUSTER FAILOVER TAKEOVER, after WAIT so that it
+  // has the write): the old master becomes its replica and answers MOVED
+  // on the client's pooled connection; the client follows, reloads its map
+  // and carries on. (A plain CLUSTER FAILOVER does the same, but can time
+  // out when it comes right after another role change.)
   const int slot = 3333;
   const std::string key = key_in_slot(prefix_, slot);
-  client_.command(Command{"SET"}.key(key).arg("1"));
+  // WAIT on the connection that wrote: the replica has the value.
+  const auto written =
+      client_.pipeline({Command{"SET"}.key(key).arg("1"), Command{"WAIT"}.route(key).arg(1).arg(2000)});
+  ASSERT_EQ(written[1].integer(), 1);
   RedisServer& old_master = shared_cluster().master_of(slot);
-  const std::string old_id = shared_cluster().node_id(old_master);
   RedisServer* replica = nullptr;
   for (std::size_t i = 0; i < shared_cluster().size(); ++i) {
     RedisServer& n = shared_cluster().node(i);
@@ -434,10 +475,14 @@ TEST_F(ClusterTest, ManualFailoverIsFollowedWithNoError) {
     }
   }
   ASSERT_NE(replica, nullptr);
-  ASSERT_TRUE(redkit::test::node_command(replica->port(), {"CLUSTER", "FAILOVER"}).ok());
-  ASSERT_TRUE(
-      redkit::test::wait_until([&] { return &shared_cluster().master_of(slot) == replica; }, 10s, 20ms));
+  ASSERT_TRUE(redkit::test::node_command(replica->port(), {"CLUSTER", "FAILOVER", "TAKEOVER"}).ok());
+  auto role = [](RedisServer& n) {
+    return redkit::test::info_field(
+        std::string(redkit::test::node_command(n.port(), {"INFO", "replication"}).string()), "role");
+  };
+  ASSERT_TRUE(redkit::test::wait_until([&] { return role(old_master) == "slave"; }, 10s, 20ms));
   shared_cluster().wait_healthy();
+  ASSERT_EQ(&shared_cluster().master_of(slot), replica);
 
   EXPECT_EQ(client_.command(Command{"INCR"}.key(key)).integer(), 2);
   EXPECT_EQ(replica->cli("GET", key), "2");

@@ -141,8 +141,18 @@ void SentinelSet::swap_roles_without_failover() {
   auto expect_ok = [](redkit::Reply r, const std::string& what) {
     if (r.is_error()) throw std::runtime_error("SentinelSet: " + what + ": " + std::string(r.error()));
   };
-  // Like a graceful failover: let the replica catch up first.
-  expect_ok(node_command(old_master.port(), {"WAIT", "1", "2000"}), "WAIT");
+  // Like a graceful failover: let the replica catch up first. (WAIT would
+  // only cover the writes of its own connection.)
+  auto offset = [](RedisServer& s, const char* field) {
+    const std::string info(node_command(s.port(), {"INFO", "replication"}).string());
+    const std::string v = info_field(info, field);
+    return v.empty() ? -1LL : std::stoll(v);
+  };
+  if (!wait_until(
+          [&] { return offset(new_master, "slave_repl_offset") >= offset(old_master, "master_repl_offset"); },
+          options_.ready_timeout, milliseconds(5))) {
+    throw std::runtime_error("SentinelSet: replica did not catch up before the swap");
+  }
   expect_ok(node_command(new_master.port(), {"REPLICAOF", "NO", "ONE"}), "REPLICAOF NO ONE");
   expect_ok(node_command(old_master.port(), {"REPLICAOF", "127.0.0.1", port}), "REPLICAOF");
   const std::string& name = options_.master_name;

@@ -48,7 +48,7 @@ class SentinelSet {
   RedisServer& current_replica();
 
   /// Swaps the roles of the two data servers without a failover: once the
-  /// replica has caught up (WAIT), it becomes master (REPLICAOF NO ONE), the master its replica, and
+  /// replica has caught up (replication offsets), it becomes master (REPLICAOF NO ONE), the master its replica, and
   /// every sentinel is pointed at the new master (SENTINEL REMOVE, MONITOR,
   /// SET). Clients connected to the old master stay connected (a failover
   /// would CLIENT KILL them): they see READONLY, as after a demoted master
