@@ -104,7 +104,9 @@ class NotReplicatedError : public Error {
               std::to_string(required) + " replicas acknowledged it; released"),
         acknowledged_(acknowledged),
         required_(required) {}
+  /// Replicas that acknowledged the acquire's write within wait_timeout.
   long long acknowledged() const noexcept { return acknowledged_; }
+  /// LockOptions::wait_replicas.
   int required() const noexcept { return required_; }
 
  private:
