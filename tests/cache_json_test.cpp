@@ -90,9 +90,9 @@ TYPED_TEST(CacheJsonTest, JsonThatDoesNotFitTheTypeIsADecodeErrorAndGetOrSetRelo
 #ifdef REDKIT_HAVE_ZSTD
 TYPED_TEST(CacheJsonTest, CompressedJsonRoundTripsAndReadsJsonStoredBeforeCompression) {
   using Zipped = redkit::Compressed<JsonSerializer<shop::Order>, 256>;
-  using Client = typename TestFixture::Client;
-  RedisCache<shop::Order, JsonSerializer<shop::Order>, Client> plain(this->client, this->prefix);
-  RedisCache<shop::Order, Zipped, Client> zipped(this->client, this->prefix);
+  using Kind = typename TestFixture::Client;
+  RedisCache<shop::Order, JsonSerializer<shop::Order>, Kind> plain(this->client, this->prefix);
+  RedisCache<shop::Order, Zipped, Kind> zipped(this->client, this->prefix);
   shop::Order big{1, std::string(4000, 'x'), 1, {}};
   plain.set("old", big);
   zipped.set("new", big);
