@@ -146,8 +146,10 @@ class Cluster {
   }
 
   /// One Redis handle per master in the current slot map, for work that
-  /// must visit every master (SCAN). Each call makes new handles with their
-  /// own connections. @throws IoError if the slot map cannot be loaded.
+  /// must visit every master: a SCAN sent through command() has no routing
+  /// key, so each call may reach a different master. Each call makes new
+  /// handles with their own connections. @throws IoError if the slot map
+  /// cannot be loaded.
   std::vector<Redis> masters() {
     ensure_loaded();
     std::vector<Redis> out;
