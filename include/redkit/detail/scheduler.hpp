@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -40,9 +41,15 @@ class Scheduler {
   std::uint64_t schedule(std::chrono::milliseconds delay, Task task) {
     std::lock_guard<std::mutex> lk(m_);
     const std::uint64_t id = ++next_id_;
-    tasks_.emplace(id, Entry{Clock::now() + delay, std::move(task)});
-    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
-    cv_.notify_all();
+    const Clock::time_point due = Clock::now() + delay;
+    const bool earliest = queue_.empty() || due < queue_.begin()->first;
+    tasks_.emplace(id, Entry{due, std::move(task)});
+    queue_.emplace(due, id);
+    if (!thread_.joinable()) {
+      thread_ = std::thread([this] { run(); });
+    } else if (earliest) {
+      cv_.notify_all();  // only a new first deadline changes what the thread waits for
+    }
     return id;
   }
 
@@ -50,7 +57,11 @@ class Scheduler {
   /// waits for that run to end (unless called from the task itself).
   void cancel(std::uint64_t id) noexcept {
     std::unique_lock<std::mutex> lk(m_);
-    tasks_.erase(id);
+    auto it = tasks_.find(id);
+    if (it != tasks_.end()) {
+      queue_.erase({it->second.due, id});
+      tasks_.erase(it);
+    }
     if (std::this_thread::get_id() == thread_.get_id()) return;
     done_cv_.wait(lk, [&] { return running_ != id; });
   }
@@ -64,20 +75,18 @@ class Scheduler {
   void run() {
     std::unique_lock<std::mutex> lk(m_);
     while (!stop_) {
-      auto next = tasks_.end();
-      for (auto it = tasks_.begin(); it != tasks_.end(); ++it) {
-        if (next == tasks_.end() || it->second.due < next->second.due) next = it;
-      }
-      if (next == tasks_.end()) {
+      if (queue_.empty()) {
         cv_.wait(lk);
         continue;
       }
-      if (next->second.due > Clock::now()) {
-        cv_.wait_until(lk, next->second.due);
+      // Copies, not references: cancel() may erase the entry while we wait.
+      const auto [due, id] = *queue_.begin();
+      if (due > Clock::now()) {
+        cv_.wait_until(lk, due);
         continue;
       }
-      const std::uint64_t id = next->first;
-      Task task = next->second.task;  // copy: cancel() may erase the entry meanwhile
+      queue_.erase(queue_.begin());
+      Task task = tasks_.at(id).task;
       running_ = id;
       lk.unlock();
       std::chrono::milliseconds again{-1};
@@ -94,6 +103,7 @@ class Scheduler {
           tasks_.erase(it);
         } else {
           it->second.due = Clock::now() + again;
+          queue_.emplace(it->second.due, id);
         }
       }
       done_cv_.notify_all();
@@ -103,7 +113,8 @@ class Scheduler {
   std::mutex m_;
   std::condition_variable cv_;
   std::condition_variable done_cv_;
-  std::map<std::uint64_t, Entry> tasks_;
+  std::map<std::uint64_t, Entry> tasks_;                     // by id
+  std::set<std::pair<Clock::time_point, std::uint64_t>> queue_;  // by due time
   std::uint64_t next_id_ = 0;
   std::uint64_t running_ = 0;
   bool stop_ = false;
