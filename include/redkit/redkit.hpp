@@ -1,5 +1,6 @@
 /// @file redkit.hpp
-/// Includes every redkit header except json.hpp (which needs nlohmann/json).
+/// Includes every redkit header except json.hpp (needs nlohmann/json) and
+/// compressed.hpp (needs libzstd).
 #pragma once
 
 #include "redkit/cache.hpp"
