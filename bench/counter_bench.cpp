@@ -1,6 +1,6 @@
 // RedisCounter::incr and a pipelined batch, each beside raw hiredis sending
 // the same commands to the same server in the same run.
-//   scripts/bench            (or: taskset -c 1 build/bench/bench/redkit_bench_counter_bench)
+//   scripts/bench            (or: taskset -c 1 build/bench/bench/redkit_bench_counter)
 #include <string>
 #include <vector>
 
