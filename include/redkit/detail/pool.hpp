@@ -1,7 +1,7 @@
 // A bounded pool of Connections to one endpoint. Thread-safe.
 //
 // Connections are created lazily, reused LIFO, and dropped when broken. An
-// I/O error other than a timeout usually means the server went away, so it
+// I/O error other than a timeout (see run_on) usually means the server went away, so it
 // invalidates every idle connection at once (generation bump): after a
 // restart the next call connects afresh instead of failing once per stale
 // connection. An idle connection whose socket turned readable (peer closed
@@ -113,17 +113,20 @@ class Pool {
   std::uint64_t generation_ = 0;
 };
 
-/// Runs f(Connection&) on a pooled connection, returning the connection
-/// afterwards whatever happens. A non-timeout I/O error invalidates the pool.
+/// Runs f(Connection&) on c, which came from pool.acquire(), and gives it
+/// back to the pool whatever happens. A timeout leaves the connection
+/// unusable (a reply may still arrive on it); any other I/O error usually
+/// means the server went away, so it invalidates the whole pool. Taking an
+/// acquired connection, rather than acquiring here, lets a caller tell a
+/// failed connect (nothing was sent) from a failure after sending.
 template <class F>
-auto with_connection(Pool& pool, F&& f) -> decltype(f(std::declval<Connection&>())) {
-  auto c = pool.acquire();
+auto run_on(Pool& pool, std::unique_ptr<Connection> c, F&& f) -> decltype(f(std::declval<Connection&>())) {
   try {
     auto result = f(*c);
     pool.release(std::move(c));
     return result;
   } catch (const TimeoutError&) {
-    c->mark_broken();  // a reply may still arrive on it
+    c->mark_broken();
     pool.release(std::move(c));
     throw;
   } catch (const IoError&) {
