@@ -8,6 +8,7 @@
 #include <chrono>
 #include <future>
 #include <redkit/cluster.hpp>
+#include <redkit/lock.hpp>
 #include <redkit/detail/slot_map.hpp>
 #include <set>
 #include <string>
@@ -329,6 +330,54 @@ TEST_F(ClusterTest, CounterWorkloadSurvivesAReshardOfItsSlotWithNoError) {
   worker.join();
   EXPECT_EQ(errors, 0) << first_error;
   EXPECT_EQ(target.cli("GET", key), std::to_string(acked.load()));
+}
+
+TEST_F(ClusterTest, LockWaiterBlockedThroughAReshardOfItsSlotAcquiresWithNoError) {
+  const int slot = 9876;
+  const std::string name = key_in_slot(prefix_ + "lock", slot);
+  redkit::RedisLock<Cluster> holder(client_, name);
+  holder.lock();
+  RedisServer& owner = shared_cluster().master_of(slot);
+  const auto blocked = [&](RedisServer& node) {
+    return node.cli("INFO", "clients").find("blocked_clients:0") == std::string::npos;
+  };
+  ASSERT_FALSE(blocked(owner));
+
+  std::atomic<bool> got{false};
+  std::string error;
+  std::thread waiter([&, client = client_]() mutable {
+    try {
+      redkit::RedisLock<Cluster> mine(client, name);
+      got = mine.try_lock_for(20s);
+      if (got) mine.unlock();
+    } catch (const redkit::Error& e) {
+      error = e.what();
+    }
+  });
+  // EXPECT, not ASSERT, from here on: the waiter thread must be joined.
+  EXPECT_TRUE(redkit::test::wait_until([&] { return blocked(owner); }, 5s));  // in BLPOP
+
+  // Move the slot, with every key in it, to another master under the waiter.
+  RedisServer& target = other_master(owner);
+  shared_cluster().begin_slot_migration(slot, target);
+  std::string keys = owner.cli("CLUSTER", "GETKEYSINSLOT", std::to_string(slot), "100");
+  for (std::size_t at = 0; at < keys.size();) {
+    const std::size_t nl = keys.find('\n', at);
+    const std::string key = keys.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+    if (!key.empty()) shared_cluster().migrate_key(owner, target, key);
+    at = nl == std::string::npos ? keys.size() : nl + 1;
+  }
+  shared_cluster().finish_slot_migration(slot, owner, target);
+  // The blocked BLPOP was answered with MOVED; the waiter blocks again on the new owner.
+  EXPECT_TRUE(redkit::test::wait_until([&] { return blocked(target); }, 5s));
+  EXPECT_FALSE(got.load());
+
+  const auto t0 = std::chrono::steady_clock::now();
+  holder.unlock();
+  waiter.join();
+  EXPECT_EQ(error, "");
+  EXPECT_TRUE(got.load());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);  // woken by the release, not the fallback
 }
 
 TEST_F(ClusterTest, TryAgainIsRetriedUntilTheMigrationEnds) {
