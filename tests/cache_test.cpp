@@ -73,20 +73,6 @@ long long ms_since(Clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
 }
 
-// A helper program built next to the test binaries.
-std::string helper(const std::string& name) {
-  const std::string file = "redkit_helper_" + name;
-#ifdef REDKIT_TEST_BIN_DIR
-  const std::string built = std::string(REDKIT_TEST_BIN_DIR) + "/" + file;
-  if (::access(built.c_str(), X_OK) == 0) return built;
-#endif
-  char self[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) return file;
-  const std::string path(self, static_cast<std::size_t>(n));
-  return path.substr(0, path.rfind('/')) + "/" + file;
-}
-
 // The slot Redis Cluster gives key, written out from the spec (not from the
 // code under test).
 int cluster_slot(std::string_view key) {
@@ -679,7 +665,7 @@ TEST(Cache, FourProcessesMissingOneKeyLoadItOnceAndAreWokenWhenItLands) {
   std::vector<std::unique_ptr<ChildProcess>> children;
   for (int i = 0; i < kProcesses; ++i) {
     children.push_back(std::make_unique<ChildProcess>(
-        helper("cache_worker"),
+        redkit::test::helper_path("cache_worker"),
         std::vector<std::string>{"load", server.uri(), prefix, "hot", loads, start, "300"}));
   }
   server.cli({"RPUSH", start, "go", "go", "go", "go"});
@@ -700,7 +686,7 @@ TEST(Cache, ALoaderProcessKilledMidLoadDelaysOthersOnlyUntilItsFillLockRunsOut) 
   RedisServer& server = redkit::test::shared_server();
   const std::string prefix = unique_prefix() + "cache:";
   const std::string flag = prefix + "loading";
-  ChildProcess crashed(helper("cache_worker"), {"crash", server.uri(), prefix, "k", flag, "600"});
+  ChildProcess crashed(redkit::test::helper_path("cache_worker"), {"crash", server.uri(), prefix, "k", flag, "600"});
   ASSERT_TRUE(wait_until([&] { return server.cli("EXISTS", flag) == "1"; }, 10s));
   crashed.kill();
   crashed.wait(10s);

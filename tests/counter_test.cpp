@@ -316,7 +316,7 @@ TYPED_TEST(CounterTest, RecoversFromScriptFlush) {
 // Multi-process: the single-server kind only (the processes connect by URI).
 TEST(CounterProcesses, FourProcessesTimes5000IncrementsGiveTheExactTotal) {
   const std::string key = unique_prefix() + "procs";
-  const std::string helper = std::string(REDKIT_TEST_BIN_DIR) + "/redkit_helper_counter_worker";
+  const std::string helper = redkit::test::helper_path("counter_worker");
   std::vector<std::unique_ptr<redkit::test::ChildProcess>> kids;
   for (int i = 0; i < 4; ++i) {
     kids.push_back(std::make_unique<redkit::test::ChildProcess>(

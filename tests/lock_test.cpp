@@ -36,20 +36,6 @@ long long ms_since(Clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
 }
 
-// A helper program built next to the test binaries.
-std::string helper(const std::string& name) {
-  const std::string file = "redkit_helper_" + name;
-#ifdef REDKIT_TEST_BIN_DIR
-  const std::string built = std::string(REDKIT_TEST_BIN_DIR) + "/" + file;
-  if (::access(built.c_str(), X_OK) == 0) return built;
-#endif
-  char self[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) return file;
-  std::string dir(self, static_cast<std::size_t>(n));
-  return dir.substr(0, dir.rfind('/')) + "/" + file;
-}
-
 // One numeric field of INFO section, from the node that owns route.
 template <class Client>
 long long info_field(Client& client, const std::string& section, const std::string& field,
@@ -602,7 +588,7 @@ TEST(Lock, FourProcessesTimesTwoThreadsCountExactlyWithNeverTwoHolders) {
   std::vector<std::unique_ptr<ChildProcess>> children;
   for (int i = 0; i < kProcesses; ++i) {
     children.push_back(std::make_unique<ChildProcess>(
-        helper("lock_worker"), std::vector<std::string>{"count", server.uri(), name, counter, holders,
+        redkit::test::helper_path("lock_worker"), std::vector<std::string>{"count", server.uri(), name, counter, holders,
                                                         std::to_string(kThreads),
                                                         std::to_string(kIterations)}));
   }
@@ -619,7 +605,7 @@ TEST(Lock, AHolderProcessKilledIsReplacedWhenItsTtlRunsOut) {
   RedisServer& server = redkit::test::shared_server();
   redkit::Redis client(server.uri());
   const std::string name = unique_prefix() + "lock";
-  ChildProcess holder(helper("lock_worker"), {"hold", server.uri(), name, "800"});
+  ChildProcess holder(redkit::test::helper_path("lock_worker"), {"hold", server.uri(), name, "800"});
   ASSERT_TRUE(wait_until([&] { return server.cli("EXISTS", name) == "1"; }, 10s));
   holder.kill();
   holder.wait(5s);

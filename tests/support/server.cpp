@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <climits>
 
 #include <algorithm>
 #include <atomic>
@@ -464,6 +465,14 @@ std::string RedisServer::log_tail(std::size_t lines) const {
 RedisServer& shared_server() {
   static RedisServer server;
   return server;
+}
+
+std::string helper_path(const std::string& name) {
+    char self[PATH_MAX];
+    const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) throw std::runtime_error("helper_path: cannot read /proc/self/exe");
+    const std::string path(self, static_cast<std::size_t>(n));
+    return path.substr(0, path.rfind('/')) + "/redkit_helper_" + name;
 }
 
 std::string unique_prefix() {

@@ -115,6 +115,10 @@ RedisServer& shared_server();
 /// "t:<pid>:<n>:" — a key prefix unique per call, within and across processes.
 std::string unique_prefix();
 
+/// Path of the helper program tests/helpers/<name>.cpp, which the build puts
+/// next to the test programs: "<directory of this program>/redkit_helper_<name>".
+std::string helper_path(const std::string& name);
+
 /// Calls pred every `step` until it returns true (true) or `deadline` has
 /// passed (false). pred is called at least once, and once more at the deadline.
 bool wait_until(std::function<bool()> pred, std::chrono::milliseconds deadline,
