@@ -706,52 +706,42 @@ class LockEngine {
 
 }  // namespace detail
 
-/// A distributed lock on one Redis key (see the file comment for the
-/// protocol, key layout, thread safety and exceptions).
-///
-///     redkit::RedisLock<> lock(redis, "orders:42");
-///     std::lock_guard<redkit::RedisLock<>> guard(lock);
-///     write_with_fence(lock.fencing_token());
-///
-/// Client is redkit::Redis or any client with the same interface (eval,
-/// lease, scheduler, options), such as redkit::Cluster.
-template <class Client = Redis>
-class RedisLock {
+namespace detail {
+
+/// The public Lockable / TimedLockable interface of RedisLock and
+/// RedisRedlock, over their backend (one server, or N masters). What each
+/// call sends is said per backend: "one server" is RedisLock, "Redlock" is
+/// RedisRedlock. Movable, not copyable; the destructor releases a held lock.
+template <class Backend>
+class BasicLock {
  public:
-  /// A lock named name on client's server; does not contact the server.
-  /// @throws ConfigError for bad options, an empty name, or a name with a
-  /// '}' outside a hash tag.
-  RedisLock(Client client, std::string name, LockOptions options = {})
-      : engine_(make_backend(std::move(client), name, options), name, options) {}
+  BasicLock(BasicLock&& other) noexcept = default;
+  /// Releases a lock this object holds, then takes over other's (a moved-from
+  /// lock may only be destroyed or assigned to).
+  BasicLock& operator=(BasicLock&& other) noexcept = default;
+  BasicLock(const BasicLock&) = delete;
+  BasicLock& operator=(const BasicLock&) = delete;
 
-  /// Moves the lock (and a hold, with its renewal) from other, which may
-  /// then only be destroyed or assigned to.
-  RedisLock(RedisLock&& other) noexcept = default;
-  /// Releases a lock this object holds, then takes over other's.
-  RedisLock& operator=(RedisLock&& other) noexcept = default;
-  RedisLock(const RedisLock&) = delete;
-  RedisLock& operator=(const RedisLock&) = delete;
+  /// Blocks until the lock is ours. One server: sends the acquire script
+  /// (EVALSHA), and while another holds it waits in BLPOP on the wake list on
+  /// a dedicated connection (woken by a release, or by the fallback timeout)
+  /// and tries again. Redlock: the acquire script to every master in
+  /// parallel, then a script raising the granting masters' fencing counters;
+  /// a failed attempt releases on every master and sleeps with jittered
+  /// backoff. @throws IoError, ReplyError (one server), NotReplicatedError,
+  /// Error if this object already owns the lock.
+  void lock() { engine_.acquire_until(LockClock::time_point::max()); }
 
-  /// Releases the lock if held (as unlock()). Never throws.
-  ~RedisLock() = default;
-
-  /// Blocks until the lock is ours. Sends the acquire script (EVALSHA), and
-  /// while another holds it waits in BLPOP on the wake list of a dedicated
-  /// connection (woken by a release, or by the fallback timeout) and tries
-  /// again. @throws IoError, ReplyError, NotReplicatedError, Error if this
-  /// object already owns the lock.
-  void lock() { engine_.acquire_until(detail::LockClock::time_point::max()); }
-
-  /// One attempt (one EVALSHA); true if the lock is now ours.
-  /// @throws as lock(), except that it never waits.
-  bool try_lock() { return engine_.acquire_until(detail::LockClock::time_point::min()); }
+  /// One attempt; true if the lock is now ours. @throws as lock(), except
+  /// that it never waits.
+  bool try_lock() { return engine_.acquire_until(LockClock::time_point::min()); }
 
   /// Tries until the lock is ours or timeout has passed, waiting as lock()
   /// does; returns shortly after the deadline (one more attempt is made when
   /// it comes). A zero or negative timeout makes one attempt. @throws as lock().
   template <class Rep, class Period>
   bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return engine_.acquire_until(detail::deadline_after(timeout));
+    return engine_.acquire_until(deadline_after(timeout));
   }
 
   /// Tries until the lock is ours or deadline (of any clock) has passed.
@@ -761,34 +751,38 @@ class RedisLock {
   template <class Clock, class Duration>
   bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
     for (;;) {
-      if (engine_.acquire_until(detail::deadline_after(deadline - Clock::now()))) return true;
+      if (engine_.acquire_until(deadline_after(deadline - Clock::now()))) return true;
       if (Clock::is_steady || Clock::now() >= deadline) return false;
     }
   }
 
-  /// Releases the lock if the key still holds our token (one EVALSHA that
-  /// compares, deletes and wakes one waiter); a key that is gone or another
-  /// holder's is left alone. Renewal is stopped before the round trip.
-  /// Never throws: on an I/O error the key simply expires by its TTL.
-  /// owns_lock() is false afterwards. No-op when not held.
+  /// Stops renewal, then releases the lock where the key still holds our
+  /// token (one server: one EVALSHA that compares, deletes and wakes one
+  /// waiter; Redlock: the same on every master in parallel); a key that is
+  /// gone or another holder's is left alone. Never throws: a key it could
+  /// not reach expires by its TTL. owns_lock() is false afterwards. No-op
+  /// when not held.
   void unlock() noexcept { engine_.unlock(); }
 
-  /// Sets the key's TTL to ttl (capped by max_hold) if it still holds our
-  /// token (one EVALSHA: compare, then PEXPIRE); later renewals keep this
-  /// TTL. Returns false, without a round trip, when not held or known lost,
-  /// and false when the key is gone or another's (the hold is then lost).
-  /// @throws ConfigError for ttl < 1 ms, IoError, ReplyError.
+  /// Sets the key's TTL to ttl (capped by max_hold) where it still holds our
+  /// token (EVALSHA: compare, then PEXPIRE; Redlock: on every master, and a
+  /// quorum must succeed); later renewals keep this TTL. False, without a
+  /// round trip, when not held or known lost; false when the key is gone or
+  /// another's (the hold is then lost). @throws ConfigError for ttl < 1 ms,
+  /// IoError (Redlock: too few masters answered to tell), ReplyError.
   bool extend(std::chrono::milliseconds ttl) { return engine_.extend(ttl); }
 
-  /// True while held: acquired, not unlocked, not reported lost, and our
-  /// deadline (the time an acquire or renewal was sent, plus the TTL) not
-  /// passed on the steady clock. No round trip.
+  /// True while held: acquired, not unlocked, not reported lost, and within
+  /// our deadline on the steady clock (the time the last acquire or renewal
+  /// was sent, plus the TTL; Redlock: less the clock drift allowance). No
+  /// round trip.
   bool owns_lock() const noexcept { return engine_.owns_lock(); }
 
   /// The fencing token of the latest acquisition (0 before the first):
-  /// strictly greater than any earlier holder's on this name, including
-  /// holders in other processes. Pass it to the resource you protect and
-  /// have it reject writes with a smaller token than it has seen.
+  /// strictly greater than any earlier holder's on this name, in any
+  /// process. Pass it to the resource you protect and have it reject writes
+  /// with a smaller token than it has seen. (Redlock: the largest fence the
+  /// granting masters handed out; see RedisRedlock.)
   std::int64_t fencing_token() const noexcept { return engine_.fencing_token(); }
 
   /// The random token of the latest acquisition, stored as the key's value
@@ -798,17 +792,47 @@ class RedisLock {
   /// The lock's name, which is also its key.
   const std::string& name() const noexcept { return engine_.name(); }
 
+ protected:
+  BasicLock(std::shared_ptr<Backend> backend, const std::string& name, const LockOptions& options)
+      : engine_(std::move(backend), name, options) {}
+  ~BasicLock() = default;  // the engine releases a held lock
+  const Backend& backend() const noexcept { return engine_.backend(); }
+
  private:
+  LockEngine<Backend> engine_;
+};
+
+}  // namespace detail
+
+/// A distributed lock on one Redis key (see the file comment for the
+/// protocol, key layout, thread safety and exceptions). Its members are
+/// those of detail::BasicLock: lock, try_lock, try_lock_for, try_lock_until,
+/// unlock, extend, owns_lock, fencing_token, token, name.
+///
+///     redkit::RedisLock<> lock(redis, "orders:42");
+///     std::lock_guard<redkit::RedisLock<>> guard(lock);
+///     write_with_fence(lock.fencing_token());
+///
+/// Client is redkit::Redis or any client with the same interface (eval,
+/// lease, scheduler, options), such as redkit::Cluster.
+template <class Client = Redis>
+class RedisLock : public detail::BasicLock<detail::SingleLockBackend<Client>> {
   using Backend = detail::SingleLockBackend<Client>;
 
+ public:
+  /// A lock named name on client's server; does not contact the server.
+  /// @throws ConfigError for bad options, an empty name, or a name with a
+  /// '}' outside a hash tag.
+  RedisLock(Client client, std::string name, LockOptions options = {})
+      : detail::BasicLock<Backend>(make_backend(std::move(client), name, options), name, options) {}
+
+ private:
   static std::shared_ptr<Backend> make_backend(Client client, const std::string& name,
                                                const LockOptions& options) {
     detail::check_lock_options(options);
     return std::make_shared<Backend>(std::move(client), detail::lock_keys(name), options.wait_replicas,
                                      options.wait_timeout);
   }
-
-  detail::LockEngine<Backend> engine_;
 };
 
 }  // namespace redkit

@@ -193,7 +193,14 @@ class RedlockBackend {
 
 }  // namespace detail
 
-/// A Redlock over N independent masters (see the file comment).
+/// A Redlock over N independent masters (see the file comment). Its members
+/// are those of detail::BasicLock (lock, try_lock, try_lock_for,
+/// try_lock_until, unlock, extend, owns_lock, fencing_token, token, name),
+/// plus masters() and quorum(). fencing_token() is the largest fence the
+/// granting masters handed out; each acquisition raises a quorum's counters
+/// to it, and any two quorums share a master, so it is strictly greater than
+/// every earlier holder's as long as fewer than a quorum of masters lose
+/// their counters at once.
 ///
 ///     std::vector<redkit::Redis> masters{redkit::Redis("redis://a:6379"),
 ///                                        redkit::Redis("redis://b:6379"),
@@ -201,87 +208,22 @@ class RedlockBackend {
 ///     redkit::RedisRedlock<> lock(masters, "orders:42");
 ///     if (lock.try_lock_for(std::chrono::seconds(2))) { ...; lock.unlock(); }
 template <class Client = Redis>
-class RedisRedlock {
+class RedisRedlock : public detail::BasicLock<detail::RedlockBackend<Client>> {
+  using Backend = detail::RedlockBackend<Client>;
+
  public:
   /// A lock named name over the given masters (at least one; an odd number
   /// tolerates the most failures per master). Does not contact them.
   /// @throws ConfigError for no masters, bad options, wait_replicas set, or
   /// a bad name (as RedisLock).
   RedisRedlock(std::vector<Client> masters, std::string name, LockOptions options = {})
-      : engine_(make_backend(std::move(masters), name, options), name, options) {}
-
-  RedisRedlock(RedisRedlock&& other) noexcept = default;
-  RedisRedlock& operator=(RedisRedlock&& other) noexcept = default;
-  RedisRedlock(const RedisRedlock&) = delete;
-  RedisRedlock& operator=(const RedisRedlock&) = delete;
-  /// Releases the lock if held. Never throws.
-  ~RedisRedlock() = default;
-
-  /// Blocks until a quorum granted the lock. Each attempt sends the acquire
-  /// script (EVALSHA) to every master in parallel, then a second script
-  /// raising the fencing counters of the granting masters; a failed attempt
-  /// releases on every master and sleeps with jittered backoff
-  /// (LockOptions::retry_min/retry_max) before the next.
-  /// @throws Error if this object already owns the lock; ReplyError is not
-  /// thrown (a node's error counts as a refusal).
-  void lock() { engine_.acquire_until(detail::LockClock::time_point::max()); }
-
-  /// One attempt on every master in parallel; true if a quorum granted it
-  /// with validity left.
-  bool try_lock() { return engine_.acquire_until(detail::LockClock::time_point::min()); }
-
-  /// Attempts until held or timeout has passed (an attempt is made at the
-  /// deadline). A zero or negative timeout makes one attempt.
-  template <class Rep, class Period>
-  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return engine_.acquire_until(detail::deadline_after(timeout));
-  }
-
-  /// Attempts until held or deadline (of any clock) has passed.
-  template <class Clock, class Duration>
-  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    for (;;) {
-      if (engine_.acquire_until(detail::deadline_after(deadline - Clock::now()))) return true;
-      if (Clock::is_steady || Clock::now() >= deadline) return false;
-    }
-  }
-
-  /// Stops renewal, then releases on every master (token-checked, in
-  /// parallel). Never throws; a master it could not reach lets the key
-  /// expire by its TTL.
-  void unlock() noexcept { engine_.unlock(); }
-
-  /// Extends on every master (token-checked PEXPIRE); true when a quorum
-  /// extended it in time. False when not held or when the lock is lost
-  /// (too many masters no longer hold our token).
-  /// @throws IoError when too few masters answered to tell.
-  bool extend(std::chrono::milliseconds ttl) { return engine_.extend(ttl); }
-
-  /// True while held: acquired, not unlocked or reported lost, and within
-  /// its validity (start of the last successful acquire or renewal + ttl -
-  /// drift) on the steady clock. No round trip.
-  bool owns_lock() const noexcept { return engine_.owns_lock(); }
-
-  /// The largest fence the granting masters handed out (0 before the first
-  /// acquisition). Strictly greater than every earlier holder's as long as
-  /// fewer than a quorum of masters lost their counters at once: each
-  /// acquisition raises a quorum's counters to its fence, and any two quorums
-  /// share a master.
-  std::int64_t fencing_token() const noexcept { return engine_.fencing_token(); }
-
-  /// The random token of the latest acquisition, the value on each master.
-  const std::string& token() const noexcept { return engine_.token(); }
-
-  /// The lock's name, which is also its key on each master.
-  const std::string& name() const noexcept { return engine_.name(); }
+      : detail::BasicLock<Backend>(make_backend(std::move(masters), name, options), name, options) {}
 
   /// Number of masters, and how many must agree.
-  std::size_t masters() const noexcept { return engine_.backend().size(); }
-  std::size_t quorum() const noexcept { return engine_.backend().quorum(); }
+  std::size_t masters() const noexcept { return this->backend().size(); }
+  std::size_t quorum() const noexcept { return this->backend().quorum(); }
 
  private:
-  using Backend = detail::RedlockBackend<Client>;
-
   static std::shared_ptr<Backend> make_backend(std::vector<Client> masters, const std::string& name,
                                                const LockOptions& options) {
     detail::check_lock_options(options);
@@ -291,8 +233,6 @@ class RedisRedlock {
     }
     return std::make_shared<Backend>(std::move(masters), detail::lock_keys(name));
   }
-
-  detail::LockEngine<Backend> engine_;
 };
 
 }  // namespace redkit
