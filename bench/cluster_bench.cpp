@@ -9,7 +9,7 @@
 //     masters' INFO stats, how many round trips one call takes (one per
 //     master: each master sees one read of one batch).
 //   scripts/bench --benchmark_filter=cluster
-//   (or: taskset -c 1 build/bench/bench/redkit_bench_cluster_bench)
+//   (or: taskset -c 1 build/bench/bench/redkit_bench_cluster)
 #include <hiredis/hiredis.h>
 
 #include <cstdio>

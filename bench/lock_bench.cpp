@@ -11,7 +11,7 @@
 //      raw waiters polling every 100 ms.
 //
 //   scripts/bench --benchmark_filter=lock    (or:)
-//   taskset -c 1 build/bench/bench/redkit_bench_lock_bench
+//   taskset -c 1 build/bench/bench/redkit_bench_lock
 //
 // The handoff waiter is this same program, started again with --child.
 #include <benchmark/benchmark.h>
