@@ -41,7 +41,6 @@
 #include <utility>
 #include <vector>
 
-#include "redkit/cluster.hpp"
 #include "redkit/command.hpp"
 #include "redkit/detail/cache_keys.hpp"
 #include "redkit/detail/single_flight.hpp"
@@ -50,6 +49,7 @@
 #include "redkit/reply.hpp"
 #include "redkit/script.hpp"
 #include "redkit/serializer.hpp"
+#include "redkit/slot.hpp"
 
 namespace redkit {
 
@@ -269,7 +269,7 @@ struct LoaderResult<T, std::optional<U>> {
 /// and `static T deserialize(std::string_view)` (see serializer.hpp).
 /// Client is redkit::Redis (one server, or sentinel mode), redkit::Cluster,
 /// or any client with their interface (command, pipeline, eval, lease,
-/// masters).
+/// masters, shards_keys).
 ///
 /// Thread-safe; share one object per prefix in a process. Movable (a
 /// moved-from cache may only be destroyed), not copyable. A loader must not
@@ -652,7 +652,7 @@ class RedisCache {
   template <class F>
   void fetch_many(const std::vector<std::string_view>& keys, F&& on_value) {
     if (keys.empty()) return;
-    if constexpr (std::is_same_v<Client, Cluster>) {
+    if constexpr (Client::shards_keys) {
       std::vector<std::string> full;
       full.reserve(keys.size());
       for (std::string_view k : keys) full.push_back(full_key(k));

@@ -45,43 +45,9 @@
 #include "redkit/redis.hpp"
 #include "redkit/reply.hpp"
 #include "redkit/script.hpp"
+#include "redkit/slot.hpp"
 
 namespace redkit {
-
-/// The hash slot (0..16383) of a key, as Redis Cluster computes it: CRC16 of
-/// the hash tag (the text between the first '{' and the first '}' after it,
-/// when that text is not empty), else of the whole key, modulo 16384.
-/// Keys with the same hash tag ("{user1000}.following",
-/// "{user1000}.followers") share a slot, so multi-key commands and scripts
-/// may use them together.
-inline int hash_slot(std::string_view key) noexcept {
-  const auto open = key.find('{');
-  if (open != std::string_view::npos) {
-    const auto close = key.find('}', open + 1);
-    if (close != std::string_view::npos && close > open + 1) key = key.substr(open + 1, close - open - 1);
-  }
-  return detail::crc16(key) & (detail::kClusterSlots - 1);
-}
-
-/// The positions of keys grouped by hash slot, groups in order of first
-/// appearance, positions ascending in each. For a multi-key read split by
-/// slot: one `MGET` per group, all in one pipeline() (one round per node on
-/// a Cluster, one round trip on a Redis).
-template <class Keys>
-std::vector<std::vector<std::size_t>> group_by_slot(const Keys& keys) {
-  std::vector<std::vector<std::size_t>> groups;
-  std::vector<int> group_of_slot(detail::kClusterSlots, -1);
-  std::size_t i = 0;
-  for (const auto& key : keys) {
-    const int slot = hash_slot(std::string_view(key));
-    if (group_of_slot[slot] < 0) {
-      group_of_slot[slot] = static_cast<int>(groups.size());
-      groups.emplace_back();
-    }
-    groups[static_cast<std::size_t>(group_of_slot[slot])].push_back(i++);
-  }
-  return groups;
-}
 
 /// A client for Redis Cluster. Built from the Options of any one node (the
 /// seed); learns the rest from CLUSTER SLOTS on first use. Commands go to the
@@ -90,6 +56,10 @@ std::vector<std::vector<std::size_t>> group_by_slot(const Keys& keys) {
 /// replicas. Options::db must be 0 (a cluster has only db 0).
 class Cluster {
  public:
+  /// True: keys live on several masters, so multi-key commands and scripts
+  /// must keep to one hash slot (see slot.hpp). Redis has the same member.
+  static constexpr bool shards_keys = true;
+
   /// A client for the cluster that the node in seed belongs to. Connects
   /// lazily, on first use. @throws ConfigError for options that cannot work
   /// (db other than 0, a unix socket, sentinels, pool_size 0).

@@ -49,6 +49,7 @@
 #include "redkit/redis.hpp"
 #include "redkit/reply.hpp"
 #include "redkit/script.hpp"
+#include "redkit/slot.hpp"
 
 namespace redkit {
 
@@ -126,15 +127,6 @@ struct LockKeys {
   std::string wake;     ///< list a release pushes to, BLPOPed by waiters
   std::string waiters;  ///< present while a waiter may be blocked
 };
-
-/// True if Redis Cluster would hash only part of key: a '{' followed later by
-/// a '}' with at least one byte between them.
-inline bool has_hash_tag(std::string_view key) {
-  const auto open = key.find('{');
-  if (open == std::string_view::npos) return false;
-  const auto close = key.find('}', open + 1);
-  return close != std::string_view::npos && close > open + 1;
-}
 
 /// Side keys in the slot of name: `{name}:suffix`, or `name:suffix` when name
 /// already has a hash tag. @throws ConfigError for an empty name, or one with

@@ -138,6 +138,10 @@ class Redis {
 
   const Options& options() const noexcept { return s_->options; }
 
+  /// False: every key is on one server, so a multi-key command may name any
+  /// keys. (Cluster: true, split multi-key work by slot; see slot.hpp.)
+  static constexpr bool shards_keys = false;
+
   /// The client's one background thread for periodic work (lock renewal).
   detail::Scheduler& scheduler() noexcept { return s_->scheduler; }
 

@@ -16,4 +16,5 @@
 #include "redkit/reply.hpp"
 #include "redkit/script.hpp"
 #include "redkit/serializer.hpp"
+#include "redkit/slot.hpp"
 #include "redkit/version.hpp"

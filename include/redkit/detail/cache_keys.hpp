@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "redkit/detail/crc16.hpp"
+#include "redkit/slot.hpp"
 
 namespace redkit::detail::cache {
 
@@ -35,27 +36,16 @@ inline constexpr std::string_view kStaleSuffix = ":rk-stale";      // the copy s
 inline constexpr std::array<std::string_view, 5> kSideSuffixes{kMetaSuffix, kFillSuffix, kWaitersSuffix,
                                                                kWakeSuffix, kStaleSuffix};
 
-inline constexpr int kSlots = 16384;
-
-/// True if Redis Cluster hashes only part of key: a '{' followed later by a
-/// '}' with at least one byte between them.
-inline bool has_hash_tag(std::string_view key) noexcept {
-  const auto open = key.find('{');
-  if (open == std::string_view::npos) return false;
-  const auto close = key.find('}', open + 1);
-  return close != std::string_view::npos && close > open + 1;
-}
-
 /// The slot of a key that has no hash tag: CRC16 of all of it.
-inline int untagged_slot(std::string_view key) noexcept { return crc16(key) & (kSlots - 1); }
+inline int untagged_slot(std::string_view key) noexcept { return crc16(key) & (kClusterSlots - 1); }
 
 /// A short decimal string whose CRC16 falls in slot: the smallest such
 /// number. The table is built once (about 110,000 CRCs of up to 6 bytes).
 inline const std::string& slot_tag(int slot) {
   static const std::vector<std::string> table = [] {
-    std::vector<std::string> t(kSlots);
+    std::vector<std::string> t(kClusterSlots);
     int filled = 0;
-    for (unsigned long n = 0; filled < kSlots; ++n) {
+    for (unsigned long n = 0; filled < kClusterSlots; ++n) {
       std::string text = std::to_string(n);
       std::string& entry = t[static_cast<std::size_t>(untagged_slot(text))];
       if (entry.empty()) {

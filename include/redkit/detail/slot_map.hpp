@@ -12,10 +12,9 @@
 #include "redkit/error.hpp"
 #include "redkit/options.hpp"
 #include "redkit/reply.hpp"
+#include "redkit/slot.hpp"
 
 namespace redkit::detail {
-
-inline constexpr int kClusterSlots = 16384;
 
 /// What an error reply asks the client to do. Every kind but None proves the
 /// command was not executed, so resending it is safe.
