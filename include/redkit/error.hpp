@@ -63,6 +63,26 @@ class OverflowError : public Error {
   using Error::Error;
 };
 
+/// Thrown by an acquire with LockOptions::wait_replicas set when fewer
+/// replicas than asked acknowledged the lock's write within wait_timeout.
+/// The lock was released (best effort) before the throw.
+class NotReplicatedError : public Error {
+ public:
+  NotReplicatedError(const std::string& name, long long acknowledged, int required)
+      : Error("redkit: lock '" + name + "' acquired but only " + std::to_string(acknowledged) + " of " +
+              std::to_string(required) + " replicas acknowledged it; released"),
+        acknowledged_(acknowledged),
+        required_(required) {}
+  /// Replicas that acknowledged the acquire's write within wait_timeout.
+  long long acknowledged() const noexcept { return acknowledged_; }
+  /// LockOptions::wait_replicas.
+  int required() const noexcept { return required_; }
+
+ private:
+  long long acknowledged_;
+  int required_;
+};
+
 /// A stored value the serializer could not read. key() names it.
 class DecodeError : public Error {
  public:

@@ -95,26 +95,6 @@ struct LockOptions {
   std::chrono::milliseconds wait_timeout{100};
 };
 
-/// Thrown by an acquire with LockOptions::wait_replicas set when fewer
-/// replicas than asked acknowledged the lock's write within wait_timeout.
-/// The lock was released (best effort) before the throw.
-class NotReplicatedError : public Error {
- public:
-  NotReplicatedError(const std::string& name, long long acknowledged, int required)
-      : Error("redkit: lock '" + name + "' acquired but only " + std::to_string(acknowledged) + " of " +
-              std::to_string(required) + " replicas acknowledged it; released"),
-        acknowledged_(acknowledged),
-        required_(required) {}
-  /// Replicas that acknowledged the acquire's write within wait_timeout.
-  long long acknowledged() const noexcept { return acknowledged_; }
-  /// LockOptions::wait_replicas.
-  int required() const noexcept { return required_; }
-
- private:
-  long long acknowledged_;
-  int required_;
-};
-
 namespace detail {
 
 using LockClock = std::chrono::steady_clock;
