@@ -8,6 +8,7 @@
 #include <chrono>
 #include <future>
 #include <redkit/cluster.hpp>
+#include <redkit/cache.hpp>
 #include <redkit/lock.hpp>
 #include <redkit/detail/slot_map.hpp>
 #include <set>
@@ -332,15 +333,33 @@ TEST_F(ClusterTest, CounterWorkloadSurvivesAReshardOfItsSlotWithNoError) {
   EXPECT_EQ(target.cli("GET", key), std::to_string(acked.load()));
 }
 
+// Moves slot from owner to another master, with every key in it (at most
+// 100); returns the new owner.
+RedisServer& move_slot_with_its_keys(int slot, RedisServer& owner) {
+  RedisServer& target = other_master(owner);
+  shared_cluster().begin_slot_migration(slot, target);
+  const std::string keys = owner.cli("CLUSTER", "GETKEYSINSLOT", std::to_string(slot), "100");
+  for (std::size_t at = 0; at < keys.size();) {
+    const std::size_t nl = keys.find('\n', at);
+    const std::string key = keys.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+    if (!key.empty()) shared_cluster().migrate_key(owner, target, key);
+    at = nl == std::string::npos ? keys.size() : nl + 1;
+  }
+  shared_cluster().finish_slot_migration(slot, owner, target);
+  return target;
+}
+
+bool has_blocked_client(RedisServer& node) {
+  return node.cli("INFO", "clients").find("blocked_clients:0") == std::string::npos;
+}
+
 TEST_F(ClusterTest, LockWaiterBlockedThroughAReshardOfItsSlotAcquiresWithNoError) {
   const int slot = 9876;
   const std::string name = key_in_slot(prefix_ + "lock", slot);
   redkit::RedisLock<Cluster> holder(client_, name);
   holder.lock();
   RedisServer& owner = shared_cluster().master_of(slot);
-  const auto blocked = [&](RedisServer& node) {
-    return node.cli("INFO", "clients").find("blocked_clients:0") == std::string::npos;
-  };
+  const auto blocked = has_blocked_client;
   ASSERT_FALSE(blocked(owner));
 
   std::atomic<bool> got{false};
@@ -358,16 +377,7 @@ TEST_F(ClusterTest, LockWaiterBlockedThroughAReshardOfItsSlotAcquiresWithNoError
   EXPECT_TRUE(redkit::test::wait_until([&] { return blocked(owner); }, 5s));  // in BLPOP
 
   // Move the slot, with every key in it, to another master under the waiter.
-  RedisServer& target = other_master(owner);
-  shared_cluster().begin_slot_migration(slot, target);
-  std::string keys = owner.cli("CLUSTER", "GETKEYSINSLOT", std::to_string(slot), "100");
-  for (std::size_t at = 0; at < keys.size();) {
-    const std::size_t nl = keys.find('\n', at);
-    const std::string key = keys.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
-    if (!key.empty()) shared_cluster().migrate_key(owner, target, key);
-    at = nl == std::string::npos ? keys.size() : nl + 1;
-  }
-  shared_cluster().finish_slot_migration(slot, owner, target);
+  RedisServer& target = move_slot_with_its_keys(slot, owner);
   // The blocked BLPOP was answered with MOVED; the waiter blocks again on the new owner.
   EXPECT_TRUE(redkit::test::wait_until([&] { return blocked(target); }, 5s));
   EXPECT_FALSE(got.load());
@@ -378,6 +388,58 @@ TEST_F(ClusterTest, LockWaiterBlockedThroughAReshardOfItsSlotAcquiresWithNoError
   EXPECT_EQ(error, "");
   EXPECT_TRUE(got.load());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);  // woken by the release, not the fallback
+}
+
+TEST_F(ClusterTest, CacheWaiterBlockedThroughAReshardOfItsSlotGetsTheLoadedValue) {
+  using Cache = redkit::RedisCache<std::string, redkit::Serializer<std::string>, Cluster>;
+  const int slot = 4321;
+  const std::string key = key_in_slot(prefix_ + "cache", slot);
+  redkit::CacheOptions o;
+  o.xfetch_beta = 0;
+  o.fill_lock_ttl = 20s;  // a waiter woken only by the lock's expiry would take 20 s
+  o.wait_timeout = 20s;
+  Cache first(client_, "", o);
+  Cache second(make_client(), "", o);  // shares no single flight with first: like another process
+  RedisServer& owner = shared_cluster().master_of(slot);
+  ASSERT_FALSE(has_blocked_client(owner));
+
+  std::promise<void> gate;
+  std::shared_future<void> opened_gate = gate.get_future().share();
+  std::atomic<bool> loading{false};
+  std::thread loader([&] {
+    first.get_or_set(key, [&] {
+      loading = true;
+      opened_gate.wait();
+      return std::string("loaded");
+    });
+  });
+  // EXPECT, not ASSERT, from here on: the threads must be joined.
+  EXPECT_TRUE(redkit::test::wait_until([&] { return loading.load(); }, 5s));  // first holds the fill lock
+  std::string got;
+  std::string error;
+  std::atomic<bool> second_loaded{false};
+  std::thread waiter([&] {
+    try {
+      got = second.get_or_set(key, [&] {
+        second_loaded = true;
+        return std::string("second");
+      });
+    } catch (const redkit::Error& e) {
+      error = e.what();
+    }
+  });
+  EXPECT_TRUE(redkit::test::wait_until([&] { return has_blocked_client(owner); }, 5s));  // in BLPOP
+  RedisServer& target = move_slot_with_its_keys(slot, owner);
+  EXPECT_TRUE(redkit::test::wait_until([&] { return has_blocked_client(target); }, 5s));  // again, there
+
+  const auto t0 = std::chrono::steady_clock::now();
+  gate.set_value();
+  loader.join();
+  waiter.join();
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(got, "loaded");
+  EXPECT_FALSE(second_loaded.load());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);  // woken when the value landed
 }
 
 TEST_F(ClusterTest, TryAgainIsRetriedUntilTheMigrationEnds) {

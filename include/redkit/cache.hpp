@@ -44,6 +44,7 @@
 #include "redkit/command.hpp"
 #include "redkit/detail/cache_keys.hpp"
 #include "redkit/detail/single_flight.hpp"
+#include "redkit/detail/slot_map.hpp"
 #include "redkit/error.hpp"
 #include "redkit/redis.hpp"
 #include "redkit/reply.hpp"
@@ -848,9 +849,11 @@ class RedisCache {
     const std::string wake = side(detail::cache::side_base(full), detail::cache::kWakeSuffix);
     auto lease = client_.lease(wake);
     try {
-      lease.command(Command{"BLPOP"}.key(wake).arg(detail::cache::seconds_text(timeout)),
-                    timeout + std::chrono::seconds(1))
-          .check();
+      Reply r = lease.command(Command{"BLPOP"}.key(wake).arg(detail::cache::seconds_text(timeout)),
+                              timeout + std::chrono::seconds(1));
+      // A Cluster lease is not redirected: when the slot moved, look again
+      // (through the client, which follows the redirect).
+      if (!r.is_error() || !detail::is_redirect(r.error())) r.check();
     } catch (const TimeoutError&) {
       // The server did not answer in time; the connection is dropped and
       // the caller looks again.

@@ -44,6 +44,7 @@
 
 #include "redkit/command.hpp"
 #include "redkit/detail/scheduler.hpp"
+#include "redkit/detail/slot_map.hpp"
 #include "redkit/detail/token.hpp"
 #include "redkit/error.hpp"
 #include "redkit/redis.hpp"
@@ -319,13 +320,6 @@ class SingleLockBackend {
 
   /// Blocks one waiter on the wake list. Holds a dedicated connection for
   /// as long as the waiter lives (one lock() call).
-  static bool is_cluster_redirect(std::string_view error) noexcept {
-    for (std::string_view p : {"MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN"}) {
-      if (error.substr(0, p.size()) == p) return true;
-    }
-    return false;
-  }
-
   class Waiter {
    public:
     explicit Waiter(SingleLockBackend& b) : b_(b) {}
@@ -353,7 +347,7 @@ class SingleLockBackend {
       try {
         Reply r = lease_->command(Command{"BLPOP"}.key(b_.keys_.wake).arg(seconds_text(server_timeout)),
                                   read_timeout);
-        if (r.is_error() && is_cluster_redirect(r.error())) {
+        if (r.is_error() && is_redirect(r.error())) {
           // A Cluster lease is not redirected: the slot moved (reshard,
           // failover). The next attempt goes through eval(), which follows
           // the redirect and refreshes the map; the next lease is then right.

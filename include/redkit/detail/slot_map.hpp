@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <cstddef>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -84,6 +85,17 @@ inline Redirect parse_redirect(std::string_view error, std::string_view answered
     r.kind = Redirect::Kind::Loading;
   }
   return r;
+}
+
+/// True for an error reply that sends the client elsewhere or asks it to
+/// try again (the kinds parse_redirect() names): the command did not run.
+/// A blocking command on a lease, which is not redirected, ends with one of
+/// these when its slot moves; the caller then simply tries again.
+inline bool is_redirect(std::string_view error) noexcept {
+  for (std::string_view p : {"MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "LOADING"}) {
+    if (starts_with(error, p)) return true;
+  }
+  return false;
 }
 
 /// One entry of CLUSTER SLOTS: slots [first, last] served by master.
