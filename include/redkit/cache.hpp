@@ -222,13 +222,6 @@ inline std::string fill_token() {
 
 inline std::string decimal(long long v) { return std::to_string(v); }
 
-/// BLPOP's timeout argument: seconds with millisecond decimals.
-inline std::string seconds_text(std::chrono::milliseconds t) {
-  const long long ms = std::max<long long>(t.count(), 1);
-  std::string frac = std::to_string(ms % 1000);
-  return std::to_string(ms / 1000) + "." + std::string(3 - frac.size(), '0') + frac;
-}
-
 /// Text of the exception being handled, for DecodeError.
 inline std::string current_exception_text() {
   try {
@@ -849,7 +842,7 @@ class RedisCache {
     const std::string wake = side(detail::cache::side_base(full), detail::cache::kWakeSuffix);
     auto lease = client_.lease(wake);
     try {
-      Reply r = lease.command(Command{"BLPOP"}.key(wake).arg(detail::cache::seconds_text(timeout)),
+      Reply r = lease.command(Command{"BLPOP"}.key(wake).arg(detail::seconds_text(timeout)),
                               timeout + std::chrono::seconds(1));
       // A Cluster lease is not redirected: when the slot moved, look again
       // (through the client, which follows the redirect).

@@ -95,8 +95,7 @@ class Cluster {
   template <class Keys = std::initializer_list<std::string_view>,
             class Args = std::initializer_list<std::string_view>>
   Reply eval(const Script& script, const Keys& keys, const Args& args) {
-    Reply r = execute(script.command(keys, args, true));
-    if (r.is_error() && is_noscript(r.error())) r = execute(script.command(keys, args, false));
+    Reply r = run_script(script, keys, args, [&](const Command& cmd) { return execute(cmd); });
     r.check();
     return r;
   }

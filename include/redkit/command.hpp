@@ -4,6 +4,7 @@
 #pragma once
 
 #include <charconv>
+#include <chrono>
 #include <cstddef>
 #include <initializer_list>
 #include <string>
@@ -102,5 +103,17 @@ class Command {
   std::string route_;
   bool has_route_ = false;
 };
+
+namespace detail {
+
+/// A blocking command's timeout argument (BLPOP): seconds with millisecond
+/// decimals ("0.250"), at least 1 ms (0 would mean "block forever").
+inline std::string seconds_text(std::chrono::milliseconds t) {
+  const long long ms = t.count() < 1 ? 1 : static_cast<long long>(t.count());
+  std::string frac = std::to_string(ms % 1000);
+  return std::to_string(ms / 1000) + "." + std::string(3 - frac.size(), '0') + frac;
+}
+
+}  // namespace detail
 
 }  // namespace redkit

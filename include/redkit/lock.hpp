@@ -31,7 +31,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -233,14 +232,6 @@ inline LockAttempt parse_attempt(const ReplyView& r, LockClock::time_point sent,
   return a;
 }
 
-/// A BLPOP timeout in seconds with millisecond precision ("0.250").
-inline std::string seconds_text(milliseconds t) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%lld.%03lld", static_cast<long long>(t.count() / 1000),
-                static_cast<long long>(t.count() % 1000));
-  return buf;
-}
-
 /// A steady-clock deadline d from now, saturating instead of overflowing for
 /// durations such as hours::max().
 template <class Rep, class Period>
@@ -395,10 +386,8 @@ class SingleLockBackend {
                                  LockClock::time_point sent, milliseconds ttl) {
     auto lease = client_.lease(keys_.key);
     const milliseconds timeout = client_.options().command_timeout;
-    Reply r = lease.command(lock_acquire_script().command(keys, args, true), timeout);
-    if (r.is_error() && is_noscript(r.error())) {
-      r = lease.command(lock_acquire_script().command(keys, args, false), timeout);
-    }
+    Reply r = run_script(lock_acquire_script(), keys, args,
+                         [&](const Command& cmd) { return lease.command(cmd, timeout); });
     r.check();
     LockAttempt a = parse_attempt(r, sent, ttl);
     if (!a.acquired) return a;

@@ -113,9 +113,7 @@ class Redis {
             class Args = std::initializer_list<std::string_view>>
   Reply eval(const Script& script, const Keys& keys, const Args& args) {
     auto run = [&](Connection& c) {
-      Reply first = c.command(script.command(keys, args, true));
-      if (!first.is_error() || !is_noscript(first.error())) return first;
-      return c.command(script.command(keys, args, false));
+      return run_script(script, keys, args, [&](const Command& cmd) { return c.command(cmd); });
     };
     Reply r = with_master(run);
     if (master_moved(r)) r = with_master(run);

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "redkit/command.hpp"
+#include "redkit/reply.hpp"
 #include "redkit/detail/sha1.hpp"
 
 namespace redkit {
@@ -42,6 +43,17 @@ class Script {
 /// True if a reply error says the script cache does not have the script.
 inline bool is_noscript(std::string_view error) noexcept {
   return error.substr(0, 8) == "NOSCRIPT";
+}
+
+/// Runs script through send (a callable taking a Command and returning its
+/// Reply): EVALSHA first, EVAL when the answer is NOSCRIPT. Error replies are
+/// returned, not thrown. Every client's eval() and a lease's script calls go
+/// through here.
+template <class Keys, class Args, class Send>
+Reply run_script(const Script& script, const Keys& keys, const Args& args, Send&& send) {
+  Reply r = send(script.command(keys, args, true));
+  if (r.is_error() && is_noscript(r.error())) r = send(script.command(keys, args, false));
+  return r;
 }
 
 }  // namespace redkit
