@@ -25,11 +25,20 @@
 
 namespace redkit::bench {
 
-inline double thread_cpu_seconds() {
+/// CPU seconds (user + system) used so far by who: RUSAGE_THREAD or RUSAGE_SELF.
+inline double cpu_seconds(int who = RUSAGE_THREAD) {
   rusage ru{};
-  getrusage(RUSAGE_THREAD, &ru);
+  getrusage(who, &ru);
   return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/// The median of v (0 when empty).
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 struct Sample {
@@ -61,13 +70,13 @@ class Pairs {
         benchmark::RegisterBenchmark(
             (name + "/" + side + "/round:" + std::to_string(r)).c_str(),
             [this, name, is_redkit, body, ops_per_iteration](benchmark::State& st) {
-              const double cpu0 = thread_cpu_seconds();
+              const double cpu0 = cpu_seconds();
               const auto t0 = std::chrono::steady_clock::now();
               for (auto _ : st) body();
               const double secs =
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
               const double ops = static_cast<double>(st.iterations()) * ops_per_iteration;
-              Sample s{ops / secs, (thread_cpu_seconds() - cpu0) / ops * 1e6};
+              Sample s{ops / secs, (cpu_seconds() - cpu0) / ops * 1e6};
               (is_redkit ? redkit_[name] : raw_[name]).push_back(s);
               st.counters["ops_per_s"] = s.ops_per_s;
               st.counters["cpu_us_per_op"] = s.cpu_us_per_op;
@@ -100,13 +109,6 @@ class Pairs {
                   name.c_str(), median(ratios), median(ops_a), median(ops_b), median(cpu_a),
                   median(cpu_b), ratios.size());
     }
-  }
-
-  static double median(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
   }
 
  private:

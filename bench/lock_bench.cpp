@@ -36,9 +36,13 @@
 
 #include <redkit/lock.hpp>
 
+#include "bench_common.hpp"
 #include "support/server.hpp"
 
 namespace {
+
+using redkit::bench::cpu_seconds;
+using redkit::bench::median;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -47,13 +51,6 @@ using Clock = std::chrono::steady_clock;
 // here and an acquire in the child can be compared.
 long long now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
-}
-
-double cpu_seconds(int who) {
-  rusage ru{};
-  getrusage(who, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 // CPU seconds a process used so far (utime + stime from /proc/PID/stat).
@@ -70,13 +67,6 @@ double process_cpu_seconds(pid_t pid) {
   // Fields after ')': state(3) ... utime(14) stime(15).
   if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2) return 0;
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 double percentile(std::vector<double> v, double p) {
