@@ -1,0 +1,108 @@
+// The RESP parser: hiredis's reader (redisReaderCreate / Feed / GetReply,
+// the same API in hiredis 0.14 and 1.x) behind a small owning type, with
+// redkit's own limit on array sizes. Everything fed to it is untrusted
+// bytes from a socket. Thread safety: one reader belongs to one connection.
+#pragma once
+
+#include <hiredis/hiredis.h>
+#include <hiredis/read.h>
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "redkit/error.hpp"
+#include "redkit/reply.hpp"
+
+namespace redkit::detail {
+
+/// The most elements one reply array may claim. hiredis 0.14 allocates an
+/// array's element table as soon as it reads the header, before any element
+/// arrives, so `*500000000` from a hostile server would cost 4 GB up front.
+/// 2^24 elements (a 128 MiB table) is far beyond any sane reply.
+inline constexpr long long kMaxReplyElements = 1LL << 24;
+
+/// hiredis's own reply builders, with the array builder guarded by
+/// kMaxReplyElements. Copied from a default reader, because hiredis keeps
+/// its defaults private; the struct's layout is the library's own, so this
+/// works for 0.14 and 1.x alike.
+class GuardedReplyFunctions {
+ public:
+  static redisReplyObjectFunctions* get() {
+    static GuardedReplyFunctions instance;
+    return &instance.functions_;
+  }
+
+ private:
+  GuardedReplyFunctions() {
+    redisReader* probe = redisReaderCreate();
+    if (probe == nullptr || probe->fn == nullptr) throw Error("redkit: cannot create a hiredis reader");
+    functions_ = *probe->fn;
+    redisReaderFree(probe);
+    create_array() = functions_.createArray;
+    functions_.createArray = &guarded_array;
+  }
+
+  using CreateArray = decltype(redisReplyObjectFunctions::createArray);
+  static CreateArray& create_array() {
+    static CreateArray original = nullptr;
+    return original;
+  }
+
+  // The element count is an int in hiredis 0.14 and a size_t in 1.x.
+#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
+  using Count = size_t;
+#else
+  using Count = int;
+#endif
+  static void* guarded_array(const redisReadTask* task, Count elements) {
+    if (static_cast<long long>(elements) > kMaxReplyElements) return nullptr;  // reader: "Out of memory"
+    return create_array()(task, elements);
+  }
+
+  redisReplyObjectFunctions functions_{};
+};
+
+/// Turns bytes into replies. feed() takes what the socket gave; next()
+/// returns a complete reply when one is there.
+class ReplyReader {
+ public:
+  ReplyReader() : r_(redisReaderCreateWithFunctions(GuardedReplyFunctions::get())) {
+    if (!r_) throw Error("redkit: cannot create a hiredis reader");
+  }
+
+  /// Adds bytes read from the server. @throws ProtocolError (out of memory).
+  void feed(const char* data, std::size_t n) {
+    if (n == 0) return;
+    if (redisReaderFeed(r_.get(), data, n) != REDIS_OK) fail();
+  }
+
+  /// The next complete reply, or nullopt when more bytes are needed.
+  /// @throws ProtocolError for bytes that are not RESP (the reader, and so
+  /// the connection, is unusable afterwards).
+  std::optional<Reply> next() {
+    void* reply = nullptr;
+    if (redisReaderGetReply(r_.get(), &reply) != REDIS_OK) fail();
+    if (reply == nullptr) return std::nullopt;
+    return std::optional<Reply>(std::in_place, static_cast<redisReply*>(reply));
+  }
+
+ private:
+  struct Free {
+    void operator()(redisReader* r) const noexcept { redisReaderFree(r); }
+  };
+
+  [[noreturn]] void fail() {
+    const std::string what = r_->errstr[0] ? r_->errstr : "invalid reply";
+    if (what == "Out of memory") {
+      throw ProtocolError("redkit: the server sent a reply redkit will not hold (an array of more than " +
+                          std::to_string(kMaxReplyElements) + " elements, or memory ran out)");
+    }
+    throw ProtocolError("redkit: the server sent bytes that are not RESP: " + what);
+  }
+
+  std::unique_ptr<redisReader, Free> r_;
+};
+
+}  // namespace redkit::detail
