@@ -29,11 +29,11 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <initializer_list>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -43,8 +43,10 @@
 
 #include "redkit/command.hpp"
 #include "redkit/detail/cache_keys.hpp"
+#include "redkit/detail/fork.hpp"
 #include "redkit/detail/single_flight.hpp"
 #include "redkit/detail/slot_map.hpp"
+#include "redkit/detail/token.hpp"
 #include "redkit/error.hpp"
 #include "redkit/redis.hpp"
 #include "redkit/reply.hpp"
@@ -194,31 +196,11 @@ inline Claim::Kind claim_kind(std::string_view s) {
   throw ProtocolError("redkit: unexpected cache claim result '" + std::string(s) + "'");
 }
 
-/// A per-thread generator, seeded once from std::random_device.
-inline std::mt19937_64& random_engine() {
-  thread_local std::mt19937_64 engine = [] {
-    std::random_device device;
-    return std::mt19937_64((static_cast<std::uint64_t>(device()) << 32) ^ device());
-  }();
-  return engine;
-}
+/// Uniform in (0, 1] (the one fork-safe generator in detail/token.hpp).
+inline double random_unit() { return detail::random_unit(); }
 
-/// Uniform in (0, 1].
-inline double random_unit() {
-  return 1.0 - std::uniform_real_distribution<double>(0.0, 1.0)(random_engine());
-}
-
-/// A fill lock token: 128 random bits as hex. Unique, not secret: it only
-/// keeps a slow loader from releasing the lock of the loader after it.
-inline std::string fill_token() {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string token(32, '0');
-  for (int half = 0; half < 2; ++half) {
-    std::uint64_t bits = random_engine()();
-    for (int i = 0; i < 16; ++i, bits >>= 4) token[static_cast<std::size_t>(half * 16 + i)] = kHex[bits & 0xf];
-  }
-  return token;
-}
+/// A fill lock token: 128 random bits as hex (detail::unique_token).
+inline std::string fill_token() { return detail::unique_token(); }
 
 inline std::string decimal(long long v) { return std::to_string(v); }
 
@@ -291,7 +273,7 @@ class RedisCache {
       : client_(std::move(client)),
         prefix_(std::move(prefix)),
         options_(validated(options)),
-        state_(std::make_unique<State>()) {}
+        state_(std::make_unique<detail::PerProcess<State>>([] { return new State(); })) {}
 
   /// The value at `prefix + key`, or nullopt if there is none (GET).
   /// @throws DecodeError (naming the Redis key) if the serializer cannot
@@ -398,10 +380,19 @@ class RedisCache {
     std::vector<Command> cmds;
     std::vector<std::pair<std::string, std::size_t>> stored;  // key and size, for errors
     std::vector<std::size_t> first_command;
+    std::deque<std::string> owned;  // serialized bytes the commands reference (stable addresses)
     for (const auto& [key, value] : items) {
       const std::string full = full_key(key);
       decltype(auto) bytes = Serializer::serialize(value);
-      const std::string_view view = bytes;
+      std::string_view view = bytes;
+      using Bytes = decltype(bytes);
+      if constexpr (std::is_same_v<Bytes, std::string>) {
+        owned.push_back(std::move(bytes));  // made for us: keep it until the pipeline is sent
+        view = owned.back();
+      } else if constexpr (!std::is_reference_v<Bytes> && !std::is_same_v<Bytes, std::string_view>) {
+        owned.emplace_back(view);  // some other owning type: copy before it goes
+        view = owned.back();
+      }
       first_command.push_back(cmds.size());
       stored.emplace_back(full, view.size());
       append_set(cmds, full, view, jittered(ttl));
@@ -503,14 +494,16 @@ class RedisCache {
   /// A snapshot of this object's counters (see CacheStats). Never throws.
   CacheStats stats() const noexcept {
     CacheStats s;
-    s.hits = state_->hits.load(std::memory_order_relaxed);
-    s.misses = state_->misses.load(std::memory_order_relaxed);
-    s.loads = state_->loads.load(std::memory_order_relaxed);
-    s.load_failures = state_->load_failures.load(std::memory_order_relaxed);
-    s.errors = state_->errors.load(std::memory_order_relaxed);
-    s.early_refreshes = state_->early_refreshes.load(std::memory_order_relaxed);
-    s.coalesced = state_->coalesced.load(std::memory_order_relaxed);
-    s.stale_served = state_->stale_served.load(std::memory_order_relaxed);
+    if (!state_) return s;  // moved from
+    const State* st = &state_->get();
+    s.hits = st->hits.load(std::memory_order_relaxed);
+    s.misses = st->misses.load(std::memory_order_relaxed);
+    s.loads = st->loads.load(std::memory_order_relaxed);
+    s.load_failures = st->load_failures.load(std::memory_order_relaxed);
+    s.errors = st->errors.load(std::memory_order_relaxed);
+    s.early_refreshes = st->early_refreshes.load(std::memory_order_relaxed);
+    s.coalesced = st->coalesced.load(std::memory_order_relaxed);
+    s.stale_served = st->stale_served.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -569,8 +562,8 @@ class RedisCache {
     return detail::cache::side_key(base, suffix);
   }
 
-  void count(Counter State::*counter) const noexcept {
-    ((*state_).*counter).fetch_add(1, std::memory_order_relaxed);
+  void count(Counter State::*counter) const {
+    (live().*counter).fetch_add(1, std::memory_order_relaxed);
   }
 
   std::chrono::milliseconds jittered(std::chrono::milliseconds ttl) const {
@@ -598,11 +591,13 @@ class RedisCache {
   }
 
   // The commands of one set(): the value, the meta side key dropped (its
-  // load time and any "absent" marker no longer apply), the stale copy.
+  // load time and any "absent" marker no longer apply), the stale copy. The
+  // value's bytes are referenced, not copied (Command::arg_view): they must
+  // stay alive until the commands have run.
   void append_set(std::vector<Command>& cmds, const std::string& full, std::string_view bytes,
                   std::chrono::milliseconds ttl) const {
     const std::string base = detail::cache::side_base(full);
-    cmds.push_back(Command{"SET"}.key(full).arg(bytes).arg("PX").arg(static_cast<long long>(ttl.count())));
+    cmds.push_back(Command{"SET"}.key(full).arg_view(bytes).arg("PX").arg(static_cast<long long>(ttl.count())));
     cmds.push_back(Command{"UNLINK"}.key(side(base, detail::cache::kMetaSuffix)));
     if (options_.stale_ttl.count() > 0) {
       const std::string stale = side(base, detail::cache::kStaleSuffix);
@@ -715,7 +710,7 @@ class RedisCache {
       if (value) {
         count(&State::hits);
         if (!due_for_refresh(s)) return value;
-        auto fresh = state_->flights.run_unless_busy(flight, [&] { return refresh(full, load, ttl, value, s.pttl); });
+        auto fresh = live().flights.run_unless_busy(flight, [&] { return refresh(full, load, ttl, value, s.pttl); });
         return fresh ? std::move(*fresh) : value;
       }
     } else if (optional_loader && s.meta == "absent") {
@@ -723,11 +718,11 @@ class RedisCache {
       return std::nullopt;
     }
     count(&State::misses);
-    if (options_.stale_ttl.count() > 0 && !replace && state_->flights.busy(flight)) {
+    if (options_.stale_ttl.count() > 0 && !replace && live().flights.busy(flight)) {
       if (auto stale = read_stale(full)) return stale;
     }
-    return state_->flights.run(flight, [&] { return fill(full, load, ttl, replace, optional_loader); },
-                               state_->coalesced);
+    return live().flights.run(flight, [&] { return fill(full, load, ttl, replace, optional_loader); },
+                               live().coalesced);
   }
 
   // GET, plus PTTL and the meta side key when early refresh or negative
@@ -881,7 +876,7 @@ class RedisCache {
       decltype(auto) bytes = Serializer::serialize(*result);
       const std::string_view view = bytes;
       store_context(full, view.size(), [&] {
-        client_.command(Command{"SET"}.key(full).arg(view).arg("PX").arg(
+        client_.command(Command{"SET"}.key(full).arg_view(view).arg("PX").arg(
             static_cast<long long>(stored_ttl.count())));
       });
     } catch (...) {
@@ -937,7 +932,16 @@ class RedisCache {
   Client client_;
   std::string prefix_;
   CacheOptions options_;
-  std::unique_ptr<State> state_;
+  // This process's state. In a fork child the inherited one may show loads
+  // in flight on threads that do not exist there (their waiters would wait
+  // for ever) and a mutex a parent thread held: the child starts afresh
+  // (PerProcess leaks the parent's).
+  State& live() const {
+    if (!state_) throw Error("redkit: this redkit::RedisCache was moved from");
+    return state_->get();
+  }
+
+  std::unique_ptr<detail::PerProcess<State>> state_;
 };
 
 }  // namespace redkit

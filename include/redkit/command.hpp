@@ -17,8 +17,69 @@
 
 namespace redkit {
 
-/// One command. Arguments are copied into one buffer and sent with explicit
-/// lengths, so any byte (NUL, CR LF) is safe in keys and values.
+namespace detail {
+
+/// The bytes of a request on their way to the socket: RESP headers and
+/// small arguments copied into one buffer, large arguments referenced where
+/// they lie (written with one sendmsg of several iovecs, never copied).
+/// Thread safety: belongs to one connection.
+class RequestBuffer {
+ public:
+  /// Arguments at least this long are referenced, not copied.
+  static constexpr std::size_t kBorrowThreshold = 16 * 1024;
+
+  void clear() noexcept {
+    bytes_.clear();
+    pieces_.clear();
+    copied_from_ = 0;
+  }
+  void append(const char* p, std::size_t n) { bytes_.append(p, n); }
+  /// References n bytes at p, which must stay valid until the write ends.
+  void reference(const char* p, std::size_t n) {
+    seal();
+    pieces_.push_back(Piece{p, 0, n});
+  }
+  /// The pieces in order: (pointer, length), valid until the next change.
+  template <class F>
+  void for_each_piece(F&& f) {
+    seal();
+    for (const Piece& piece : pieces_) {
+      f(piece.borrowed ? piece.borrowed : bytes_.data() + piece.offset, piece.length);
+    }
+  }
+  /// Total bytes.
+  std::size_t size() const noexcept {
+    std::size_t n = bytes_.size();
+    for (const Piece& p : pieces_) n += p.borrowed ? p.length : 0;
+    return n;
+  }
+  /// Drops a buffer that grew large, so an idle connection does not pin it.
+  void shrink() {
+    if (bytes_.capacity() > (1u << 20)) std::string().swap(bytes_);
+    if (pieces_.capacity() > 1024) std::vector<Piece>().swap(pieces_);
+  }
+
+ private:
+  struct Piece {
+    const char* borrowed;  // null: bytes_[offset, offset + length)
+    std::size_t offset;
+    std::size_t length;
+  };
+  // Closes the run of copied bytes since the last piece.
+  void seal() {
+    if (bytes_.size() > copied_from_) pieces_.push_back(Piece{nullptr, copied_from_, bytes_.size() - copied_from_});
+    copied_from_ = bytes_.size();
+  }
+  std::string bytes_;
+  std::vector<Piece> pieces_;
+  std::size_t copied_from_ = 0;
+};
+
+}  // namespace detail
+
+/// One command. Arguments are copied into one buffer (or, with arg_view(),
+/// referenced) and sent with explicit lengths, so any byte (NUL, CR LF) is
+/// safe in keys and values.
 ///
 ///     Command{"SET"}.key("user:1").arg(value).arg("PX").arg(5000)
 class Command {
@@ -29,10 +90,19 @@ class Command {
     for (auto a : args) arg(a);
   }
 
-  /// Appends an argument.
+  /// Appends an argument (copied into the command).
   Command& arg(std::string_view a) {
-    spans_.emplace_back(buf_.size(), a.size());
+    spans_.push_back(Span{nullptr, buf_.size(), a.size()});
     buf_.append(a.data(), a.size());
+    return *this;
+  }
+
+  /// Appends an argument without copying it: the bytes must stay valid and
+  /// unchanged until the command has been sent (the call that runs it has
+  /// returned). For large values: a 100 MiB SET then costs no copy in the
+  /// client; Connection writes it straight from where it lies.
+  Command& arg_view(std::string_view a) {
+    spans_.push_back(Span{a.data(), 0, a.size()});
     return *this;
   }
   Command& arg(const char* a) { return arg(std::string_view(a)); }
@@ -70,7 +140,8 @@ class Command {
   std::size_t size() const noexcept { return spans_.size(); }
   bool empty() const noexcept { return spans_.empty(); }
   std::string_view operator[](std::size_t i) const noexcept {
-    return std::string_view(buf_.data() + spans_[i].first, spans_[i].second);
+    const Span& s = spans_[i];
+    return std::string_view(s.borrowed ? s.borrowed : buf_.data() + s.offset, s.length);
   }
   /// The command name (first argument), or "" when empty.
   std::string_view name() const noexcept { return empty() ? std::string_view() : (*this)[0]; }
@@ -82,24 +153,52 @@ class Command {
     if (empty()) throw Error("redkit: empty command");
     header(out, '*', spans_.size());
     for (std::size_t i = 0; i < spans_.size(); ++i) {
-      header(out, '$', spans_[i].second);
-      out.append(buf_.data() + spans_[i].first, spans_[i].second);
+      const std::string_view a = (*this)[i];
+      header(out, '$', a.size());
+      out.append(a.data(), a.size());
+      out.append("\r\n", 2);
+    }
+  }
+
+  /// Appends the RESP encoding to a request buffer, referencing arguments
+  /// of RequestBuffer::kBorrowThreshold bytes or more instead of copying.
+  void encode(detail::RequestBuffer& out) const {
+    if (empty()) throw Error("redkit: empty command");
+    char tmp[24];
+    out.append(tmp, header(tmp, '*', spans_.size()));
+    for (std::size_t i = 0; i < spans_.size(); ++i) {
+      const std::string_view a = (*this)[i];
+      out.append(tmp, header(tmp, '$', a.size()));
+      if (a.size() >= detail::RequestBuffer::kBorrowThreshold) {
+        out.reference(a.data(), a.size());
+      } else {
+        out.append(a.data(), a.size());
+      }
       out.append("\r\n", 2);
     }
   }
 
  private:
-  static void header(std::string& out, char tag, std::size_t n) {
-    char tmp[24];
+  // Writes "<tag><n>\r\n" into tmp (24 bytes); returns its length.
+  static std::size_t header(char* tmp, char tag, std::size_t n) noexcept {
     tmp[0] = tag;
-    auto res = std::to_chars(tmp + 1, tmp + sizeof tmp - 2, n);
+    auto res = std::to_chars(tmp + 1, tmp + 22, n);
     res.ptr[0] = '\r';
     res.ptr[1] = '\n';
-    out.append(tmp, static_cast<std::size_t>(res.ptr + 2 - tmp));
+    return static_cast<std::size_t>(res.ptr + 2 - tmp);
+  }
+  static void header(std::string& out, char tag, std::size_t n) {
+    char tmp[24];
+    out.append(tmp, header(tmp, tag, n));
   }
 
+  struct Span {
+    const char* borrowed;  // null: buf_[offset, offset + length)
+    std::size_t offset;
+    std::size_t length;
+  };
   std::string buf_;
-  std::vector<std::pair<std::size_t, std::size_t>> spans_;
+  std::vector<Span> spans_;
   std::string route_;
   bool has_route_ = false;
 };

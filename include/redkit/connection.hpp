@@ -1,16 +1,31 @@
 /// @file connection.hpp
-/// One hiredis connection. Not thread-safe: one thread at a time (the Redis
-/// pool guarantees that). After an I/O error it is broken() and must be
-/// replaced; hiredis 0.14's redisReconnect would not redo AUTH/SELECT.
+/// redkit::Connection: one connection to one Redis server, on a socket
+/// redkit owns. hiredis is used only to parse replies (its reader API).
+///
+/// Thread safety: not thread-safe; one thread at a time (the pools of
+/// Redis and Cluster guarantee that). Exceptions: IoError (TimeoutError,
+/// ClosedError) for I/O failures, ProtocolError for bytes that are not
+/// RESP, ReplyError when the setup (AUTH, SELECT, CLIENT SETNAME) is
+/// refused, ConfigError for options that cannot work (TLS without
+/// <redkit/tls.hpp>, a unix path the kernel would cut). After any I/O or
+/// protocol error, or an exception that leaves a reply unread, the
+/// connection is broken() and must be discarded.
+///
+/// Timeouts: connect (and the TLS handshake) must end within
+/// Options::connect_timeout; a command, or a whole pipeline, within
+/// Options::command_timeout, from the first byte written to the last byte
+/// of the last reply read. Both are deadlines on the steady clock: signals
+/// (EINTR), partial reads and a server that dribbles bytes never stretch
+/// them.
 #pragma once
 
 #include <hiredis/hiredis.h>
 #include <poll.h>
-#include <sys/socket.h>
-#include <sys/time.h>
+#include <sys/uio.h>
 
-#include <cerrno>
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -18,6 +33,11 @@
 #include <vector>
 
 #include "redkit/command.hpp"
+#include "redkit/detail/command_state.hpp"
+#include "redkit/detail/events.hpp"
+#include "redkit/detail/reply_reader.hpp"
+#include "redkit/detail/socket.hpp"
+#include "redkit/detail/transport.hpp"
 #include "redkit/error.hpp"
 #include "redkit/options.hpp"
 #include "redkit/reply.hpp"
@@ -26,163 +46,236 @@ namespace redkit {
 
 namespace detail {
 
+/// "host:port" or "unix:/path", as messages and events name a server.
 inline std::string endpoint_name(const Options& o) {
   if (!o.unix_socket.empty()) return "unix:" + o.unix_socket;
+  if (o.host.find(':') != std::string::npos) return "[" + o.host + "]:" + std::to_string(o.port);
   return o.host + ":" + std::to_string(o.port);
-}
-
-/// Maps a failed hiredis call (its context error and the errno it left) to
-/// the right exception type.
-[[noreturn]] inline void throw_io_error(int err, const char* errstr, int saved_errno,
-                                        const std::string& what) {
-  const std::string msg = "redkit: " + what + ": " + (errstr && *errstr ? errstr : "I/O error");
-  if (err == REDIS_ERR_EOF) throw ClosedError(msg);
-  if (err == REDIS_ERR_PROTOCOL) throw ProtocolError(msg);
-  if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == ETIMEDOUT ||
-      (errstr && (std::strcmp(errstr, std::strerror(EAGAIN)) == 0 ||
-                  std::strcmp(errstr, std::strerror(ETIMEDOUT)) == 0))) {
-    throw TimeoutError(msg + " (timed out)");
-  }
-  throw IoError(msg);
-}
-
-inline timeval to_timeval(std::chrono::milliseconds ms) {
-  timeval tv{};
-  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(ms.count() / 1000);
-  tv.tv_usec = static_cast<decltype(tv.tv_usec)>((ms.count() % 1000) * 1000);
-  return tv;
 }
 
 }  // namespace detail
 
-/// A connected, set-up hiredis context.
+/// A connected, set-up connection to one server.
 class Connection {
  public:
-  /// Connects and runs the setup (timeouts, keepalive, AUTH, SELECT,
-  /// CLIENT SETNAME) in one round trip.
+  using Deadline = detail::Deadline;
+
+  /// Connects (TCP over every resolved address, or a unix socket), runs the
+  /// TLS handshake when Options::tls is enabled, then the setup (AUTH,
+  /// SELECT, CLIENT SETNAME) in one round trip. events, if given, hears
+  /// ConnectionOpened / ConnectFailed / TlsHandshakeFailed now and
+  /// ConnectionClosed / ConnectionBroken when the connection ends.
   /// @throws IoError/TimeoutError if unreachable; ReplyError if AUTH or
-  /// SELECT is refused (the message never contains the password).
-  explicit Connection(const Options& o) : endpoint_(detail::endpoint_name(o)) {
-    const timeval ctv = detail::to_timeval(o.connect_timeout);
-    redisContext* c = o.unix_socket.empty()
-                          ? redisConnectWithTimeout(o.host.c_str(), o.port, ctv)
-                          : redisConnectUnixWithTimeout(o.unix_socket.c_str(), ctv);
-    const int saved_errno = errno;
-    if (c == nullptr) throw IoError("redkit: cannot allocate a connection to " + endpoint_);
-    ctx_.reset(c);
-    if (c->err) throw_context_error("cannot connect to " + endpoint_, saved_errno);
-    if (o.keepalive && o.unix_socket.empty()) redisEnableKeepAlive(c);
-    set_timeout(o.command_timeout);
-    default_timeout_ = o.command_timeout;
-    setup(o);
+  /// SELECT is refused (naming the endpoint and step, never the password);
+  /// ConfigError for TLS without <redkit/tls.hpp> or a unix path too long.
+  explicit Connection(const Options& o, std::shared_ptr<detail::EventSink> events = {})
+      : endpoint_(detail::endpoint_name(o)),
+        events_(std::move(events)),
+        command_timeout_(o.command_timeout),
+        password_set_(!o.password.empty()),
+        ibuf_(new char[kReadChunk]) {
+    try {
+      open(o);
+    } catch (const Error& e) {
+      if (events_) events_->emit(EventType::ConnectFailed, endpoint_, e.what());
+      t_.reset();
+      throw;
+    }
+    if (events_) events_->emit(EventType::ConnectionOpened, endpoint_);
   }
 
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  /// Sends one command and reads its reply. An error reply is returned, not
-  /// thrown. @throws IoError (and subtypes) on I/O failure; the connection is
-  /// then broken.
-  Reply command(const Command& cmd) {
-    send(&cmd, 1);
-    return read();
+  ~Connection() {
+    if (!t_ || !t_->ours()) return;  // a fork child never reports the parent's connections
+    if (events_) {
+      events_->emit(broken_ ? EventType::ConnectionBroken : EventType::ConnectionClosed, endpoint_, last_error_);
+    }
   }
 
-  /// Sends n commands in one write and reads exactly n replies, in order.
-  /// Error replies stay in place. @throws IoError on I/O failure.
+  /// Sends one command and reads its reply, all within command_timeout. An
+  /// error reply is returned, not thrown. @throws IoError (and subtypes),
+  /// ProtocolError; the connection is then broken.
+  Reply command(const Command& cmd) { return command(cmd, command_deadline()); }
+  /// Same, within the given deadline.
+  Reply command(const Command& cmd, const Deadline& deadline) {
+    send(&cmd, 1, deadline);
+    return read(deadline);
+  }
+
+  /// Sends n commands in one write and reads exactly n replies, in order,
+  /// all within command_timeout. Error replies stay in place.
+  /// @throws IoError, ProtocolError (no partial result).
   std::vector<Reply> pipeline(const Command* cmds, std::size_t n) {
-    send(cmds, n);
+    return pipeline(cmds, n, command_deadline());
+  }
+  /// Same, within the given deadline.
+  std::vector<Reply> pipeline(const Command* cmds, std::size_t n, const Deadline& deadline) {
+    send(cmds, n, deadline);
     std::vector<Reply> out;
     out.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) out.push_back(read());
+    for (std::size_t i = 0; i < n; ++i) out.push_back(read(deadline));
     return out;
   }
 
-  /// Writes n commands with one send() (MSG_NOSIGNAL: a closed peer gives
-  /// an IoError, never SIGPIPE).
-  void send(const Command* cmds, std::size_t n) {
+  /// Writes n commands with one sendmsg where the socket takes them (large
+  /// arguments straight from where they lie). Each command is then owed a
+  /// reply. @throws IoError, TimeoutError.
+  void send(const Command* cmds, std::size_t n, const Deadline& deadline) {
     check_usable();
     obuf_.clear();
     for (std::size_t i = 0; i < n; ++i) cmds[i].encode(obuf_);
-    std::size_t off = 0;
-    while (off < obuf_.size()) {
-      const ssize_t w = ::send(ctx_->fd, obuf_.data() + off, obuf_.size() - off, MSG_NOSIGNAL);
-      if (w > 0) {
-        off += static_cast<std::size_t>(w);
-        continue;
-      }
-      if (w < 0 && errno == EINTR) continue;
-      const int saved_errno = errno;
-      broken_ = true;
-      const std::string what = "write to " + endpoint_ + " failed";
-      if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK) {
-        throw TimeoutError("redkit: " + what + " (timed out)");
-      }
-      throw IoError("redkit: " + what + ": " + std::strerror(saved_errno));
-    }
-    if (obuf_.capacity() > (1u << 20)) std::string().swap(obuf_);  // don't pin large buffers
+    write_all(deadline);
+    owed_ += n;
+    if (events_) events_->count_commands(n);
   }
-
-  /// Reads one reply. @throws IoError (and subtypes); the connection is then
-  /// broken.
-  Reply read() {
+  /// Same, for commands that do not lie side by side.
+  void send(const std::vector<const Command*>& cmds, const Deadline& deadline) {
     check_usable();
-    void* r = nullptr;
-    errno = 0;
-    if (redisGetReply(ctx_.get(), &r) != REDIS_OK || r == nullptr) {
-      throw_context_error("read from " + endpoint_ + " failed", errno);
-    }
-    return Reply(static_cast<redisReply*>(r));
+    obuf_.clear();
+    for (const Command* c : cmds) c->encode(obuf_);
+    write_all(deadline);
+    owed_ += cmds.size();
+    if (events_) events_->count_commands(cmds.size());
   }
 
-  /// Sets the read/write timeout (0 = none) for the following commands.
-  void set_timeout(std::chrono::milliseconds t) {
-    if (redisSetTimeout(ctx_.get(), detail::to_timeval(t)) != REDIS_OK) {
-      broken_ = true;
-      throw IoError("redkit: cannot set the socket timeout on " + endpoint_);
+  /// Reads one reply. @throws IoError (TimeoutError when the deadline
+  /// passes, ClosedError on EOF), ProtocolError; the connection is then
+  /// broken.
+  Reply read(const Deadline& deadline) {
+    check_usable();
+    for (bool first = true;; first = false) {
+      if (std::optional<Reply> r = next_reply()) return std::move(*r);
+      detail::IoResult res;
+      if (first && can_block_until(deadline)) {
+        res = t_->read_waiting(ibuf_.get(), kReadChunk);
+      } else if (t_->buffered()) {
+        res = t_->read(ibuf_.get(), kReadChunk);
+      } else {
+        if (!wait_for(POLLIN, deadline)) fail_timeout("read from");
+        res = t_->read(ibuf_.get(), kReadChunk);
+      }
+      if (res.closed) fail<ClosedError>("redkit: " + endpoint_ + " closed the connection");
+      if (res.bytes > 0) feed(res.bytes);
+      if (res.want == detail::Want::Write && !wait_for(POLLOUT, deadline)) fail_timeout("read from");
     }
   }
-  /// Restores the timeout from Options.
-  void reset_timeout() { set_timeout(default_timeout_); }
+  /// Reads one reply within command_timeout.
+  Reply read() { return read(command_deadline()); }
 
-  /// True after an I/O error: the connection must be discarded.
+  /// Waits until the deadline for a reply or pushed message (a
+  /// subscription's); nullopt when none came, and the connection stays
+  /// usable (bytes of a message that arrived in part are kept for the next
+  /// call). @throws IoError, ProtocolError as read().
+  std::optional<Reply> try_read(const Deadline& deadline) {
+    check_usable();
+    for (;;) {
+      if (std::optional<Reply> r = next_reply()) return r;
+      detail::IoResult res;
+      if (t_->buffered()) {
+        res = t_->read(ibuf_.get(), kReadChunk);
+      } else {
+        if (!wait_for(POLLIN, deadline)) return std::nullopt;
+        res = t_->read(ibuf_.get(), kReadChunk);
+      }
+      if (res.closed) fail<ClosedError>("redkit: " + endpoint_ + " closed the connection");
+      if (res.bytes > 0) feed(res.bytes);
+      if (res.want == detail::Want::Write && !wait_for(POLLOUT, deadline)) return std::nullopt;
+    }
+  }
+
+  /// now + Options::command_timeout (none when it is 0).
+  Deadline command_deadline() const noexcept { return Deadline::after(command_timeout_); }
+  std::chrono::milliseconds command_timeout() const noexcept { return command_timeout_; }
+
+  /// Replies sent for but not read yet.
+  std::size_t replies_owed() const noexcept { return owed_; }
+
+  /// Records what cmd, sent on this connection by a Lease, does to its
+  /// state (MULTI, WATCH, SUBSCRIBE, SELECT, ...): see reusable().
+  void note_state(const Command& cmd) noexcept {
+    switch (detail::state_effect(cmd)) {
+      case detail::StateEffect::None: break;
+      case detail::StateEffect::BeginMulti: in_multi_ = true; break;
+      case detail::StateEffect::EndMulti: in_multi_ = watching_ = false; break;
+      case detail::StateEffect::Watch: watching_ = true; break;
+      case detail::StateEffect::Unwatch: watching_ = false; break;
+      case detail::StateEffect::Subscribe:
+      case detail::StateEffect::Dirty: dirty_ = true; break;
+    }
+  }
+
+  /// True when another user may take it over: not broken, no reply owed,
+  /// not left in MULTI, WATCH, a subscription or any changed session state,
+  /// and opened by this process (not inherited across fork()).
+  bool reusable() const noexcept {
+    return !broken_ && owed_ == 0 && !in_multi_ && !watching_ && !dirty_ && t_ && t_->ours();
+  }
+
+  /// True after an I/O or protocol error: the connection must be discarded.
   bool broken() const noexcept { return broken_; }
-  /// Marks the connection unusable (e.g. a reply is still owed after a
-  /// timeout).
+  /// True when it broke on an error that suggests the server went away
+  /// (not a timeout): the pool then drops its other idle connections too.
+  bool lost_server() const noexcept { return lost_server_; }
+  /// Marks the connection unusable (e.g. a reply is still owed).
   void mark_broken() noexcept { broken_ = true; }
 
   /// Liveness check before reuse: an idle socket has nothing to read, so
-  /// readable means the peer closed it (server restarted, CLIENT KILL,
-  /// timeout). One poll() syscall, skipped when the connection was used
-  /// within the last millisecond (a busy connection is checked by its use).
+  /// readable means the peer closed it (restart, CLIENT KILL, timeout). One
+  /// poll() syscall, skipped when the connection was used within the last
+  /// millisecond (a busy connection is checked by its use).
   bool idle_healthy() const noexcept {
-    if (broken_) return false;
+    if (!reusable()) return false;
     if (std::chrono::steady_clock::now() - last_used_ < std::chrono::milliseconds(1)) return true;
-    pollfd p{ctx_->fd, POLLIN, 0};
+    if (t_->buffered()) return false;
+    pollfd p{t_->fd(), POLLIN, 0};
     return ::poll(&p, 1, 0) == 0;
   }
   /// Records that the connection was just used (see idle_healthy()).
   void touch() noexcept { last_used_ = std::chrono::steady_clock::now(); }
 
+  /// "host:port" or "unix:/path".
   const std::string& endpoint() const noexcept { return endpoint_; }
-  redisContext* context() noexcept { return ctx_.get(); }
+  /// The socket, for waiting on it from outside (poll). -1 when closed.
+  int fd() const noexcept { return t_ ? t_->fd() : -1; }
+  /// True over TLS.
+  bool secure() const noexcept { return t_ && t_->secure(); }
 
   std::uint64_t generation = 0;  ///< set by the pool that owns it
 
  private:
-  struct Free {
-    void operator()(redisContext* c) const noexcept { redisFree(c); }
-  };
+  static constexpr std::size_t kReadChunk = 16 * 1024;
 
-  void check_usable() const {
-    if (broken_) throw IoError("redkit: connection to " + endpoint_ + " is broken");
+  void open(const Options& o) {
+    const Deadline connect_deadline = Deadline::after(o.connect_timeout);
+    if (o.tls.enabled && detail::tls_factory().load() == nullptr) throw detail::tls_not_built();
+    detail::Socket socket = o.unix_socket.empty() ? detail::connect_tcp(o.host, o.port, connect_deadline, o.keepalive)
+                                                  : detail::connect_unix(o.unix_socket, connect_deadline);
+    detail::set_read_mode(socket.fd(), o.command_timeout);
+    if (o.tls.enabled) {
+      t_ = detail::tls_factory().load()(std::move(socket), o.tls, o.host, endpoint_);
+      handshake(connect_deadline);
+    } else {
+      t_ = std::make_unique<detail::PlainTransport>(std::move(socket), endpoint_);
+    }
+    setup(o);
   }
 
-  [[noreturn]] void throw_context_error(const std::string& what, int saved_errno) {
-    broken_ = true;
-    detail::throw_io_error(ctx_->err, ctx_->errstr, saved_errno, what);
+  void handshake(const Deadline& deadline) {
+    try {
+      for (detail::Want want; (want = t_->handshake()) != detail::Want::Nothing;) {
+        if (!wait_for(want == detail::Want::Read ? POLLIN : POLLOUT, deadline)) {
+          throw TimeoutError("redkit: TLS handshake with " + endpoint_ + " timed out");
+        }
+      }
+    } catch (const Error& e) {
+      if (events_) events_->emit(EventType::TlsHandshakeFailed, endpoint_, e.what());
+      throw;
+    }
   }
 
+  // AUTH, SELECT, CLIENT SETNAME in one round trip.
   void setup(const Options& o) {
     std::vector<Command> cmds;
     if (!o.password.empty()) {
@@ -199,22 +292,153 @@ class Connection {
       if (!replies[i].is_error()) continue;
       broken_ = true;
       // Name the step, quote the server's words: neither contains the password.
-      throw ReplyError(std::string(replies[i].error()) + " (during " +
-                       std::string(cmds[i].name()) + " " +
-                       (cmds[i].name() == "AUTH" ? (o.username.empty() ? std::string("<password>")
-                                                                       : o.username + " <password>")
-                                                 : std::string(cmds[i].size() > 1 ? cmds[i][1] : ""))
-                                 .substr(0, 80) +
-                       " on " + endpoint_ + ")");
+      const bool auth = cmds[i].name() == "AUTH";
+      std::string step = auth ? (o.username.empty() ? std::string("AUTH <password>") : "AUTH " + o.username + " <password>")
+                              : std::string(cmds[i].name()) + " " + std::string(cmds[i].size() > 1 ? cmds[i][1] : "");
+      std::string hint = auth ? "; check Options::password and Options::username (or the URI's user:password@)" : "";
+      throw ReplyError(std::string(replies[i].error()) + " (during " + step.substr(0, 80) + " on " + endpoint_ + hint +
+                       ")");
     }
   }
 
-  std::unique_ptr<redisContext, Free> ctx_;
+  // The next complete reply in the reader, or nullopt.
+  std::optional<Reply> next_reply() {
+    std::optional<Reply> r;
+    try {
+      r = reader_.next();
+    } catch (const ProtocolError& e) {
+      fail<ProtocolError>(std::string(e.what()) + " (from " + endpoint_ + ")");
+    }
+    if (!r) return r;
+    if (owed_ > 0) --owed_;
+    touch();
+    if (r->is_error() && r->error().substr(0, 6) == "NOAUTH") return explain_noauth(*r);
+    return r;
+  }
+
+  // A NOAUTH reply, with the endpoint and the option that sets a password.
+  // Built by the reader itself, so hiredis frees it the way it allocated it.
+  std::optional<Reply> explain_noauth(const Reply& r) {
+    std::string text(r.error());
+    text += password_set_ ? " (" + endpoint_ + " refused the configured password later; check Options::password)"
+                          : " (" + endpoint_ +
+                                " needs a password: set Options::password, or give it in the URI as "
+                                "redis://:password@host, with Options::username for an ACL user)";
+    for (char& c : text) {
+      if (c == '\r' || c == '\n') c = ' ';
+    }
+    detail::ReplyReader one;
+    const std::string wire = "-" + text + "\r\n";
+    one.feed(wire.data(), wire.size());
+    return one.next();
+  }
+
+  void feed(std::size_t n) {
+    try {
+      reader_.feed(ibuf_.get(), n);
+    } catch (const ProtocolError& e) {
+      fail<ProtocolError>(std::string(e.what()) + " (from " + endpoint_ + ")");
+    }
+  }
+
+  // True when a blocking recv, which the socket's receive timeout bounds,
+  // cannot overshoot the deadline by more than a millisecond: then the
+  // usual reply costs one syscall instead of poll + recv.
+  bool can_block_until(const Deadline& d) const noexcept {
+    if (d.is_none()) return command_timeout_.count() <= 0;
+    return command_timeout_.count() > 0 && command_timeout_ <= d.remaining() + std::chrono::milliseconds(1);
+  }
+
+  bool wait_for(short events, const Deadline& d) {
+    try {
+      return detail::wait_fd(t_->fd(), events, d);
+    } catch (const IoError& e) {
+      fail<IoError>(e.what());
+    }
+  }
+
+  void write_all(const Deadline& deadline) {
+    iov_.clear();
+    obuf_.for_each_piece([&](const char* p, std::size_t n) {
+      iov_.push_back(iovec{const_cast<char*>(p), n});
+    });
+    std::size_t first = 0;
+    while (first < iov_.size()) {
+      const int count = static_cast<int>(std::min<std::size_t>(iov_.size() - first, IOV_MAX));
+      detail::IoResult res;
+      try {
+        res = t_->write(iov_.data() + first, count);
+      } catch (const IoError& e) {
+        lost_server_ = !dynamic_cast<const TimeoutError*>(&e);
+        mark_failed(e.what(), false);
+        throw;
+      }
+      if (res.want != detail::Want::Nothing) {
+        if (!wait_for(res.want == detail::Want::Write ? POLLOUT : POLLIN, deadline)) fail_timeout("write to");
+        continue;
+      }
+      std::size_t n = res.bytes;
+      while (n > 0 && first < iov_.size()) {
+        if (n >= iov_[first].iov_len) {
+          n -= iov_[first].iov_len;
+          ++first;
+        } else {
+          iov_[first].iov_base = static_cast<char*>(iov_[first].iov_base) + n;
+          iov_[first].iov_len -= n;
+          n = 0;
+        }
+      }
+    }
+    obuf_.shrink();
+  }
+
+  void check_usable() const {
+    if (broken_) throw IoError("redkit: connection to " + endpoint_ + " is broken");
+    if (!t_->ours()) {
+      throw Error("redkit: connection to " + endpoint_ + " was inherited across fork(); it belongs to the parent");
+    }
+  }
+
+  void mark_failed(const std::string& what, bool timeout) noexcept {
+    broken_ = true;
+    try {
+      last_error_ = what;
+    } catch (...) {
+    }
+    if (events_) events_->count_io_error(timeout);
+  }
+
+  template <class E>
+  [[noreturn]] void fail(const std::string& what) {
+    lost_server_ = true;
+    mark_failed(what, false);
+    throw E(what);
+  }
+
+  [[noreturn]] void fail_timeout(const char* op) {
+    const std::string what = "redkit: " + std::string(op) + " " + endpoint_ + " timed out (" +
+                             (owed_ > 0 ? std::to_string(owed_) + " replies owed" : std::string("writing")) + ")";
+    mark_failed(what, true);
+    throw TimeoutError(what);
+  }
+
+  std::unique_ptr<detail::Transport> t_;
   std::string endpoint_;
-  std::string obuf_;
-  std::chrono::milliseconds default_timeout_{0};
+  std::shared_ptr<detail::EventSink> events_;
+  std::chrono::milliseconds command_timeout_{0};
+  bool password_set_ = false;
+  detail::ReplyReader reader_;
+  detail::RequestBuffer obuf_;
+  std::vector<iovec> iov_;
+  std::unique_ptr<char[]> ibuf_;
+  std::string last_error_;
+  std::size_t owed_ = 0;
   std::chrono::steady_clock::time_point last_used_{};
   bool broken_ = false;
+  bool lost_server_ = false;
+  bool in_multi_ = false;
+  bool watching_ = false;
+  bool dirty_ = false;
 };
 
 }  // namespace redkit

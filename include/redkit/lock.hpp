@@ -42,6 +42,7 @@
 #include <utility>
 
 #include "redkit/command.hpp"
+#include "redkit/detail/fork.hpp"
 #include "redkit/detail/scheduler.hpp"
 #include "redkit/detail/slot_map.hpp"
 #include "redkit/detail/token.hpp"
@@ -421,13 +422,15 @@ template <class Backend>
 class LockEngine {
  public:
   LockEngine(std::shared_ptr<Backend> backend, std::string name, LockOptions options)
-      : state_(std::make_shared<State>(std::move(backend), std::move(name), std::move(options))) {}
+      : state_(std::make_shared<State>(std::move(backend), std::move(name), std::move(options))),
+        generation_(fork_generation()) {}
 
   LockEngine(LockEngine&& other) noexcept
       : state_(std::move(other.state_)),
         task_(std::exchange(other.task_, 0)),
         token_(std::move(other.token_)),
-        fence_(other.fence_) {}
+        fence_(other.fence_),
+        generation_(other.generation_) {}
   LockEngine& operator=(LockEngine&& other) noexcept {
     if (this != &other) {
       stop();
@@ -435,6 +438,7 @@ class LockEngine {
       task_ = std::exchange(other.task_, 0);
       token_ = std::move(other.token_);
       fence_ = other.fence_;
+      generation_ = other.generation_;
     }
     return *this;
   }
@@ -445,7 +449,7 @@ class LockEngine {
   /// Attempts until acquired or deadline (LockClock::time_point::max():
   /// forever). At least one attempt is made, even with a past deadline.
   bool acquire_until(LockClock::time_point deadline) {
-    State& s = *state_;
+    State& s = live_state();
     if (s.held) {
       if (owns_lock()) throw Error("redkit: lock '" + s.name + "' is already held by this object");
       unlock();  // a lost hold: release it if the key is somehow still ours
@@ -463,7 +467,13 @@ class LockEngine {
   }
 
   void unlock() noexcept {
-    if (!state_ || !state_->held) return;
+    if (!state_) return;
+    if (generation_ != fork_generation()) {
+      // A hold taken before fork() is the parent's: leave its key alone.
+      forget_parent_state();
+      return;
+    }
+    if (!state_->held) return;
     std::string token;
     {
       std::lock_guard<std::mutex> lk(state_->mutex);  // waits out a renewal in flight
@@ -475,7 +485,7 @@ class LockEngine {
 
   bool extend(milliseconds ttl) {
     if (ttl.count() < 1) throw ConfigError("redkit: lock extend ttl must be at least 1 ms");
-    State& s = *state_;
+    State& s = live_state();
     bool reschedule = false;
     {
       std::lock_guard<std::mutex> lk(s.mutex);  // not at the same time as a renewal
@@ -501,7 +511,7 @@ class LockEngine {
   }
 
   bool owns_lock() const noexcept {
-    if (!state_ || !state_->held || state_->lost) return false;
+    if (!state_ || generation_ != fork_generation() || !state_->held || state_->lost) return false;
     return LockClock::now().time_since_epoch().count() < state_->valid_until.load();
   }
 
@@ -535,9 +545,32 @@ class LockEngine {
   // Owner thread: renewal stopped for good (destruction, move-assignment).
   void stop() noexcept {
     if (!state_) return;
-    unlock();
+    unlock();  // in a fork child this drops the parent's state (and its task id)
     if (task_) scheduler().cancel(task_);
     task_ = 0;
+  }
+
+  // The state of this process. In a fork child the inherited state is the
+  // parent's: its hold is not ours, its renewal task lives in the parent's
+  // scheduler, and its mutex may have been held by a parent thread at the
+  // fork. So the child starts from a fresh state and leaks the old one.
+  State& live_state() {
+    if (generation_ != fork_generation()) forget_parent_state();
+    return *state_;
+  }
+
+  void forget_parent_state() noexcept {
+    try {
+      auto fresh = std::make_shared<State>(state_->backend, state_->name, state_->options);
+      (void)new std::shared_ptr<State>(std::move(state_));  // never destroyed: see live_state()
+      state_ = std::move(fresh);
+    } catch (...) {
+      (void)new std::shared_ptr<State>(std::move(state_));
+    }
+    task_ = 0;
+    token_.clear();
+    fence_ = 0;
+    generation_ = fork_generation();
   }
 
   // Blocks on wake-ups with a fallback timeout (see LockOptions::retry_min)
@@ -657,6 +690,7 @@ class LockEngine {
   std::uint64_t task_ = 0;  // renewal task id (it may have stopped itself since)
   std::string token_;
   std::int64_t fence_ = 0;
+  std::uint32_t generation_ = 0;  // fork generation of state_
 };
 
 }  // namespace detail

@@ -9,6 +9,8 @@
 #include "redkit/connection.hpp"
 #include "redkit/counter.hpp"
 #include "redkit/error.hpp"
+#include "redkit/event.hpp"
+#include "redkit/lease.hpp"
 #include "redkit/lock.hpp"
 #include "redkit/options.hpp"
 #include "redkit/redis.hpp"

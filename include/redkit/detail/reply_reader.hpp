@@ -6,6 +6,7 @@
 
 #include <hiredis/hiredis.h>
 #include <hiredis/read.h>
+#include <hiredis/sds.h>
 
 #include <cstddef>
 #include <memory>
@@ -14,6 +15,11 @@
 
 #include "redkit/error.hpp"
 #include "redkit/reply.hpp"
+
+// hiredis.h includes sds.h outside its extern "C", so sds functions are
+// declared with C++ linkage wherever hiredis.h is included. This alias
+// names the C symbol itself (GCC and Clang asm labels).
+extern "C" sds redkit_sds_make_room_for(sds s, size_t addlen) __asm__("sdsMakeRoomFor");
 
 namespace redkit::detail {
 
@@ -75,6 +81,7 @@ class ReplyReader {
   /// Adds bytes read from the server. @throws ProtocolError (out of memory).
   void feed(const char* data, std::size_t n) {
     if (n == 0) return;
+    grow_for(n);
     if (redisReaderFeed(r_.get(), data, n) != REDIS_OK) fail();
   }
 
@@ -92,6 +99,19 @@ class ReplyReader {
   struct Free {
     void operator()(redisReader* r) const noexcept { redisReaderFree(r); }
   };
+
+  // hiredis grows its buffer by 1 MiB at a time past 1 MiB, so a 100 MiB
+  // reply is copied about 100 times where realloc cannot move pages
+  // (sanitizers, some allocators). Doubling ahead of it makes the copying
+  // linear. The buffer is hiredis's sds (buf is a public field of the
+  // reader in 0.14 and 1.x); on failure the old buffer stays.
+  void grow_for(std::size_t n) noexcept {
+    redisReader* r = r_.get();
+    if (r->buf == nullptr) return;
+    const std::size_t len = sdslen(r->buf);
+    if (len < (std::size_t{1} << 20) || sdsavail(r->buf) >= n) return;
+    if (sds bigger = redkit_sds_make_room_for(r->buf, len + n)) r->buf = bigger;
+  }
 
   [[noreturn]] void fail() {
     const std::string what = r_->errstr[0] ? r_->errstr : "invalid reply";

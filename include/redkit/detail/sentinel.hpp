@@ -6,10 +6,13 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "redkit/command.hpp"
 #include "redkit/connection.hpp"
+#include "redkit/detail/events.hpp"
+#include "redkit/detail/pool.hpp"
 #include "redkit/detail/slot_map.hpp"
 #include "redkit/error.hpp"
 #include "redkit/options.hpp"
@@ -18,7 +21,8 @@
 namespace redkit::detail {
 
 /// Options for talking to one sentinel: its endpoint, sentinel_password,
-/// and the client's timeouts.
+/// the client's timeouts and TLS settings (sentinels of a TLS deployment
+/// speak TLS too).
 inline Options sentinel_options(const Options& o, const Endpoint& sentinel) {
   Options s;
   s.host = sentinel.host;
@@ -27,8 +31,17 @@ inline Options sentinel_options(const Options& o, const Endpoint& sentinel) {
   s.connect_timeout = o.connect_timeout;
   s.command_timeout = o.command_timeout;
   s.keepalive = false;  // one command, then closed
+  s.tls = o.tls;
   return s;
 }
+
+/// What sentinel mode remembers between connects: the sentinel that
+/// answered last and the master it named. Thread-safe.
+struct SentinelState {
+  std::atomic<std::size_t> hint{0};
+  std::mutex m;
+  std::string master;  // "host:port" last named; guarded by m
+}; 
 
 /// Asks the sentinels for the address of master o.master_name
 /// (SENTINEL get-master-addr-by-name), starting with sentinel number `first`
@@ -46,8 +59,8 @@ inline Endpoint resolve_master(const Options& o, std::size_t& first) {
     const Endpoint& sentinel = o.sentinels[i];
     const std::string where = sentinel.host + ":" + std::to_string(sentinel.port);
     try {
-      Connection c(sentinel_options(o, sentinel));
-      Reply r = c.command(Command{"SENTINEL", "get-master-addr-by-name"}.arg(o.master_name));
+      Checkout c(std::make_unique<Connection>(sentinel_options(o, sentinel)));
+      Reply r = c->command(Command{"SENTINEL", "get-master-addr-by-name"}.arg(o.master_name));
       if (r.is_nil()) {
         failures += " " + where + ": unknown master;";
         continue;
@@ -87,20 +100,30 @@ inline void expect_master(Connection& c, const std::string& master_name) {
   }
 }
 
-/// Connects to the master the sentinels name, checked with ROLE;
-/// sentinel_hint as for resolve_master.
+/// Connects to the master the sentinels name, checked with ROLE. A master
+/// other than the one named last is reported as FailoverFollowed.
 /// @throws as resolve_master and expect_master, and as Connection.
-inline std::unique_ptr<Connection> connect_to_master(const Options& o,
-                                                     std::atomic<std::size_t>& sentinel_hint) {
-  std::size_t first = sentinel_hint.load();
+inline std::unique_ptr<Connection> connect_to_master(const Options& o, SentinelState& state,
+                                                     const std::shared_ptr<EventSink>& events) {
+  std::size_t first = state.hint.load();
   const Endpoint master = resolve_master(o, first);
-  sentinel_hint.store(first);
+  state.hint.store(first);
   Options m = o;
   m.host = master.host;
   m.port = master.port;
   m.sentinels.clear();
-  auto c = std::make_unique<Connection>(m);
+  auto c = std::make_unique<Connection>(m, events);
   expect_master(*c, o.master_name);
+  const std::string named = endpoint_name(m);
+  std::string before;
+  {
+    std::lock_guard<std::mutex> lk(state.m);
+    before.swap(state.master);
+    state.master = named;
+  }
+  if (!before.empty() && before != named && events) {
+    events->emit(EventType::FailoverFollowed, named, before + " -> " + named);
+  }
   return c;
 }
 

@@ -1,6 +1,8 @@
-// Random lock tokens and jitter. Tokens come from the kernel CSPRNG
-// (getrandom), because a guessable token lets another client release or
-// extend a lock it does not hold. Thread-safe.
+// Randomness, in one place: lock tokens from the kernel CSPRNG (getrandom),
+// because a guessable token lets another client release or extend a lock it
+// does not hold; and one fast per-thread generator for jitter, fill tokens
+// and sampling, seeded from getrandom and seeded again in a fork child (the
+// child would otherwise draw the parent's numbers). Thread-safe.
 #pragma once
 
 #include <sys/random.h>
@@ -14,6 +16,7 @@
 #include <random>
 #include <string>
 
+#include "redkit/detail/fork.hpp"
 #include "redkit/error.hpp"
 
 namespace redkit::detail {
@@ -53,18 +56,50 @@ inline std::string random_token() {
   return out;
 }
 
-/// A uniformly random duration in [lo, hi], for retry jitter. Not
-/// cryptographic: a per-thread generator seeded once from getrandom().
+/// The calling thread's generator: not cryptographic, seeded from
+/// getrandom, and seeded again after fork() so that parent and child never
+/// draw the same numbers.
+inline std::mt19937_64& rng() {
+  struct Seeded {
+    std::mt19937_64 engine;
+    std::uint32_t generation = 0;
+    bool seeded = false;
+  };
+  thread_local Seeded s;
+  if (!s.seeded || s.generation != fork_generation()) {
+    std::uint64_t seed[2] = {0, 0};
+    fill_random(seed, sizeof seed);
+    std::seed_seq seq{static_cast<std::uint32_t>(seed[0]), static_cast<std::uint32_t>(seed[0] >> 32),
+                      static_cast<std::uint32_t>(seed[1]), static_cast<std::uint32_t>(seed[1] >> 32)};
+    s.engine.seed(seq);
+    s.generation = fork_generation();
+    s.seeded = true;
+  }
+  return s.engine;
+}
+
+/// A uniformly random duration in [lo, hi], for retry jitter.
 inline std::chrono::milliseconds random_between(std::chrono::milliseconds lo,
                                                 std::chrono::milliseconds hi) {
   if (hi <= lo) return lo;
-  thread_local std::mt19937_64 rng = [] {
-    std::uint64_t seed = 0;
-    fill_random(&seed, sizeof seed);
-    return std::mt19937_64(seed);
-  }();
   std::uniform_int_distribution<long long> pick(lo.count(), hi.count());
-  return std::chrono::milliseconds(pick(rng));
+  return std::chrono::milliseconds(pick(rng()));
+}
+
+/// Uniform in (0, 1].
+inline double random_unit() { return 1.0 - std::uniform_real_distribution<double>(0.0, 1.0)(rng()); }
+
+/// 128 random bits from rng() as 32 hex characters: unique, not secret
+/// (cache fill tokens: they only keep a slow loader from releasing the
+/// lock of the loader after it).
+inline std::string unique_token() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string token(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    std::uint64_t bits = rng()();
+    for (int i = 0; i < 16; ++i, bits >>= 4) token[static_cast<std::size_t>(half * 16 + i)] = kHex[bits & 0xf];
+  }
+  return token;
 }
 
 }  // namespace redkit::detail
