@@ -67,7 +67,7 @@ int main() {
       std::cout << "  " << p->name << " costs " << p->price << "\n";
     }
     std::cout << "stored at example:product:7: "
-              << redis.command({"GET", "example:product:7"}).string() << "\n";
+              << redis.command({"GET", "example:product:7"}).string_copy() << "\n";
 
     // An absent product is cached as absent, not queried again.
     for (int i = 0; i < 2; ++i) {
