@@ -308,8 +308,8 @@ class RedisCache {
                 "waiting caller its own copy)");
 
  public:
-  using value_type = T;
-  using serializer_type = Serializer;
+  using value_type = T;               ///< The cached type.
+  using serializer_type = Serializer;  ///< Turns a T into the stored bytes and back.
 
   /// A cache of values at `prefix + key` in the Redis that client reaches.
   /// Sends nothing. @throws ConfigError for invalid options.
@@ -403,6 +403,7 @@ class RedisCache {
     });
     return out;
   }
+  /// get_many() of a braced list: `cache.get_many({"a", "b"})`.
   std::vector<std::optional<T>> get_many(std::initializer_list<std::string_view> keys) {
     return get_many<std::initializer_list<std::string_view>>(keys);
   }
@@ -542,8 +543,11 @@ class RedisCache {
     return s;
   }
 
+  /// The prefix every key is stored under (`prefix + key`).
   const std::string& prefix() const noexcept { return prefix_; }
+  /// The options given at construction.
   const CacheOptions& options() const noexcept { return options_; }
+  /// The client this cache sends its commands through.
   Client& client() noexcept { return client_; }
 
  private:
