@@ -215,15 +215,30 @@ inline std::string current_exception_text() {
   }
 }
 
+/// What a get_or_set loader L returns (decayed), or NotALoader<L> when L
+/// cannot be called with no arguments.
+template <class L>
+struct NotALoader {};
+template <class L, class = void>
+struct LoaderReturn {
+  using type = NotALoader<L>;
+};
+template <class L>
+struct LoaderReturn<L, std::enable_if_t<std::is_invocable_v<L&>>> {
+  using type = std::decay_t<std::invoke_result_t<L&>>;
+};
+
 /// get_or_set's result for a loader returning R: std::optional<T> for a
-/// loader returning std::optional, T otherwise.
+/// loader returning std::optional, T otherwise. `valid` is false for a
+/// loader of the wrong shape, whose static_assert has already failed.
 template <class T, class R>
 struct LoaderResult {
   static_assert(std::is_convertible_v<R, T>,
                 "redkit::RedisCache::get_or_set: the loader must return T, something that converts "
-                "to T, or std::optional<T> (empty = absent)");
+                "to T, or std::optional<T> (empty = absent), as in `[&] { return load(key); }`");
   using type = T;
   static constexpr bool optional = false;
+  static constexpr bool valid = std::is_convertible_v<R, T>;
 };
 template <class T, class U>
 struct LoaderResult<T, std::optional<U>> {
@@ -232,6 +247,17 @@ struct LoaderResult<T, std::optional<U>> {
                 "convert to T");
   using type = std::optional<T>;
   static constexpr bool optional = true;
+  static constexpr bool valid = std::is_convertible_v<U, T>;
+};
+template <class T, class L>
+struct LoaderResult<T, NotALoader<L>> {
+  static_assert(std::is_invocable_v<L&>,
+                "redkit::RedisCache::get_or_set: the loader is called with no arguments, as in "
+                "`[&] { return load(key); }` (capture the key instead of taking it as a parameter), "
+                "and returns T, something that converts to T, or std::optional<T> (empty = absent)");
+  using type = T;
+  static constexpr bool optional = false;
+  static constexpr bool valid = false;
 };
 
 }  // namespace detail::cache
@@ -264,8 +290,8 @@ class RedisCache {
                 "waiting caller its own copy)");
 
  public:
-  using value_type = T;
-  using serializer_type = Serializer;
+  using value_type = T;               ///< The cached type.
+  using serializer_type = Serializer;  ///< Turns a T into the stored bytes and back.
 
   /// A cache of values at `prefix + key` in the Redis that client reaches.
   /// Sends nothing. @throws ConfigError for invalid options.
@@ -359,6 +385,7 @@ class RedisCache {
     });
     return out;
   }
+  /// get_many() of a braced list: `cache.get_many({"a", "b"})`.
   std::vector<std::optional<T>> get_many(std::initializer_list<std::string_view> keys) {
     return get_many<std::initializer_list<std::string_view>>(keys);
   }
@@ -417,7 +444,7 @@ class RedisCache {
   /// form for the details.
   template <class Loader>
   auto get_or_set(std::string_view key, Loader&& loader) ->
-      typename detail::cache::LoaderResult<T, std::decay_t<std::invoke_result_t<Loader&>>>::type {
+      typename detail::cache::LoaderResult<T, typename detail::cache::LoaderReturn<Loader>::type>::type {
     return get_or_set(key, std::forward<Loader>(loader), options_.ttl);
   }
 
@@ -455,11 +482,13 @@ class RedisCache {
   /// serialize throws; IoError, ReplyError.
   template <class Loader>
   auto get_or_set(std::string_view key, Loader&& loader, std::chrono::milliseconds ttl) ->
-      typename detail::cache::LoaderResult<T, std::decay_t<std::invoke_result_t<Loader&>>>::type {
-    using Result = detail::cache::LoaderResult<T, std::decay_t<std::invoke_result_t<Loader&>>>;
+      typename detail::cache::LoaderResult<T, typename detail::cache::LoaderReturn<Loader>::type>::type {
+    using Result = detail::cache::LoaderResult<T, typename detail::cache::LoaderReturn<Loader>::type>;
     check_ttl(ttl);
     auto load = [&]() -> std::optional<T> {
-      if constexpr (Result::optional) {
+      if constexpr (!Result::valid) {
+        return std::nullopt;  // never runs: Result's static_assert has failed
+      } else if constexpr (Result::optional) {
         auto r = loader();
         if (!r) return std::nullopt;
         return std::optional<T>(std::in_place, std::move(*r));
@@ -507,8 +536,11 @@ class RedisCache {
     return s;
   }
 
+  /// The prefix every key is stored under (`prefix + key`).
   const std::string& prefix() const noexcept { return prefix_; }
+  /// The options given at construction.
   const CacheOptions& options() const noexcept { return options_; }
+  /// The client this cache sends its commands through.
   Client& client() noexcept { return client_; }
 
  private:

@@ -108,6 +108,10 @@ struct Compressed {
                 "redkit::Compressed<Inner>: Inner must be a serializer (static serialize(const T&) "
                 "and static T deserialize(std::string_view))");
 
+  /// Inner's bytes, as one zstd frame when they are at least Threshold long
+  /// (or begin with the zstd magic) and compression shrinks them; as they
+  /// are otherwise. @throws std::runtime_error if zstd fails; whatever
+  /// Inner::serialize throws.
   static std::string serialize(const value_type& value) {
     decltype(auto) inner = Inner::serialize(value);
     const std::string_view plain = inner;
@@ -118,6 +122,11 @@ struct Compressed {
     return frame;
   }
 
+  /// Decompresses bytes that are exactly one complete zstd frame with a
+  /// stated content size (checksum checked), then hands them to Inner; any
+  /// other bytes go to Inner unchanged. @throws std::runtime_error for a
+  /// corrupt frame or one that would decompress past its bound; whatever
+  /// Inner::deserialize throws (RedisCache reports both as DecodeError).
   static value_type deserialize(std::string_view bytes) {
     if (!detail::is_whole_zstd_frame(bytes)) return Inner::deserialize(bytes);
     return Inner::deserialize(detail::zstd_decompress(bytes));

@@ -31,6 +31,7 @@
 
 namespace redkit {
 
+/// Options of a RedisCounter; plain values, checked when the counter is built.
 struct CounterOptions {
   /// Fixed window: when set, every increment that finds the key without an
   /// expiry (the first of each window) sets this expiry in the same atomic
@@ -189,7 +190,9 @@ class RedisCounter {
     return std::chrono::milliseconds(ms);
   }
 
+  /// The Redis key that holds the counter.
   const std::string& key() const noexcept { return key_; }
+  /// The client this counter sends its commands through.
   Client& client() noexcept { return client_; }
 
  private:

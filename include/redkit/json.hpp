@@ -27,10 +27,14 @@ namespace redkit {
 /// compact (`dump()` with no indentation), UTF-8.
 template <class T>
 struct JsonSerializer {
+  /// Compact JSON text of value. @throws nlohmann::json::exception (e.g. a
+  /// string that is not valid UTF-8).
   static std::string serialize(const T& value) {
     const nlohmann::json j = value;
     return j.dump();
   }
+  /// Parses bytes as JSON and converts it to T. @throws
+  /// nlohmann::json::exception for text that is not JSON or not a T.
   static T deserialize(std::string_view bytes) {
     return nlohmann::json::parse(bytes.begin(), bytes.end()).template get<T>();
   }
