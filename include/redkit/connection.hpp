@@ -58,6 +58,7 @@ inline std::string endpoint_name(const Options& o) {
 /// A connected, set-up connection to one server.
 class Connection {
  public:
+  /// A point on the steady clock by which an operation must end.
   using Deadline = detail::Deadline;
 
   /// Connects (TCP over every resolved address, or a unix socket), runs the
@@ -187,6 +188,7 @@ class Connection {
 
   /// now + Options::command_timeout (none when it is 0).
   Deadline command_deadline() const noexcept { return Deadline::after(command_timeout_); }
+  /// Options::command_timeout of this connection.
   std::chrono::milliseconds command_timeout() const noexcept { return command_timeout_; }
 
   /// Replies sent for but not read yet.

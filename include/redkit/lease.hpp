@@ -33,7 +33,9 @@ class Lease {
   /// Wraps a checkout from a client's dedicated pool (clients make these;
   /// see Redis::lease, Cluster::lease).
   explicit Lease(detail::Checkout c) noexcept : c_(std::move(c)) {}
+  /// Takes over other's connection; other is then moved-from.
   Lease(Lease&&) noexcept = default;
+  /// Gives back this Lease's connection, then takes over other's.
   Lease& operator=(Lease&&) noexcept = default;
 
   /// Sends a command and reads its reply, both within timeout (0 = none;

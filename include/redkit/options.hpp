@@ -29,8 +29,8 @@ struct TlsOptions {
 
 /// A TCP endpoint.
 struct Endpoint {
-  std::string host = "127.0.0.1";
-  int port = 6379;
+  std::string host = "127.0.0.1";  ///< name or address (IPv6 without brackets)
+  int port = 6379;                 ///< TCP port
 };
 
 /// How to reach and set up a Redis connection. Defaults suit a local server.

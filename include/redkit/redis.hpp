@@ -91,6 +91,12 @@ inline void check_common_options(const Options& o) {
 
 }  // namespace detail
 
+/// The client for one Redis server, or for the master of a sentinel group
+/// (see the file comment). Thread-safe; copies are cheap handles to one
+/// shared pool.
+///
+///     redkit::Redis redis("redis://127.0.0.1:6379/0");
+///     redis.command({"SET", "greeting", "hello"});
 class Redis {
  public:
   /// A client for the server described by options. Connects lazily, on
