@@ -5,7 +5,10 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <new>
 #include <random>
 #include <stdexcept>
@@ -162,6 +165,19 @@ TEST(DecoderCompressed, ACorruptChecksumIsAnInvalidArgument) {
 
 #ifdef REDKIT_HAVE_JSON
 
+TEST(DecoderJson, ANulByteIsRefusedRatherThanEndingTheText) {
+  using Json = redkit::JsonSerializer<nlohmann::json>;
+  // nlohmann alone reads "1\0garbage" as 1.
+  EXPECT_EQ(nlohmann::json::parse(std::string("1\0garbage", 9)), 1);
+  try {
+    Json::deserialize(std::string_view("1\0garbage", 9));
+    FAIL() << "text with a NUL byte was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "not JSON: a NUL byte at offset 1");
+  }
+  EXPECT_EQ(Json::deserialize("\"a\\u0000b\""), std::string("a\0b", 3));  // an escaped NUL is fine
+}
+
 namespace {
 using Json = redkit::JsonSerializer<nlohmann::json>;
 
@@ -208,6 +224,22 @@ TEST(DecoderJson, MaxDepthIsATemplateParameter) {
 }
 
 #endif  // REDKIT_HAVE_JSON
+
+TEST(DecoderBuiltIn, FloatingPointReadsNeverRunPastBytesThatAreNotNulTerminated) {
+  // fuzz_serializers found libstdc++ 12's from_chars(long double) reading
+  // past "inf" in a buffer without a NUL (ASan: heap-buffer-overflow).
+  for (const char* text : {"inf", "nan", "-inf", "1e5", "infinity"}) {
+    const std::size_t n = std::strlen(text);
+    std::unique_ptr<char[]> exact(new char[n]);  // no terminator
+    std::memcpy(exact.get(), text, n);
+    const std::string_view bytes(exact.get(), n);
+    const long double ld = redkit::Serializer<long double>::deserialize(bytes);
+    const double d = redkit::Serializer<double>::deserialize(bytes);
+    const float f = redkit::Serializer<float>::deserialize(bytes);
+    EXPECT_EQ(std::isnan(ld), std::isnan(d)) << text;
+    EXPECT_EQ(std::isnan(d), std::isnan(f)) << text;
+  }
+}
 
 TEST(DecoderBuiltIn, NumbersAcceptOnlyTheWholeTextOfOneNumberInRange) {
   using Int = redkit::Serializer<int>;
