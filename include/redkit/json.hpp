@@ -17,7 +17,8 @@
 /// Thread safety: stateless; call from any thread.
 /// Exceptions: serialize throws nlohmann::json::exception when the value
 /// cannot be written (a string that is not valid UTF-8); deserialize throws
-/// std::invalid_argument for text nested deeper than MaxDepth and
+/// std::invalid_argument for text nested deeper than MaxDepth or holding a
+/// NUL byte (nlohmann would stop reading there), and
 /// nlohmann::json::exception for text that is not JSON or does not convert
 /// to T (RedisCache reports both as DecodeError naming the key).
 #pragma once
@@ -76,8 +77,14 @@ struct JsonSerializer {
     return j.dump();
   }
   /// The T in JSON text. @throws std::invalid_argument (deeper than
-  /// MaxDepth), nlohmann::json::exception (not JSON, or not a T).
+  /// MaxDepth, or a NUL byte), nlohmann::json::exception (not JSON, or not
+  /// a T).
   static T deserialize(std::string_view bytes) {
+    // nlohmann takes a NUL byte for the end of the text and would ignore
+    // what follows; JSON text never holds one (found by tests/fuzz/fuzz_json).
+    if (const auto nul = bytes.find('\0'); nul != std::string_view::npos) {
+      throw std::invalid_argument("not JSON: a NUL byte at offset " + std::to_string(nul));
+    }
     if (detail::json_deeper_than(bytes, MaxDepth)) {
       throw std::invalid_argument("JSON nested deeper than " + std::to_string(MaxDepth) +
                                   " levels (redkit::JsonSerializer's MaxDepth)");
