@@ -28,6 +28,7 @@ class ReplyView {
   explicit ReplyView(const redisReply* r) noexcept : r_(r) {}
 
   Type type() const noexcept {
+    if (r_ == nullptr) return Type::Nil;  // a moved-from Reply
     switch (r_->type) {
       case REDIS_REPLY_STRING: return Type::String;
       case REDIS_REPLY_ARRAY: return Type::Array;
@@ -38,11 +39,11 @@ class ReplyView {
     }
   }
   bool is_nil() const noexcept { return type() == Type::Nil; }
-  bool is_error() const noexcept { return r_->type == REDIS_REPLY_ERROR; }
-  bool is_integer() const noexcept { return r_->type == REDIS_REPLY_INTEGER; }
-  bool is_array() const noexcept { return r_->type == REDIS_REPLY_ARRAY; }
-  bool is_string() const noexcept { return r_->type == REDIS_REPLY_STRING; }
-  bool is_status() const noexcept { return r_->type == REDIS_REPLY_STATUS; }
+  bool is_error() const noexcept { return has(REDIS_REPLY_ERROR); }
+  bool is_integer() const noexcept { return has(REDIS_REPLY_INTEGER); }
+  bool is_array() const noexcept { return has(REDIS_REPLY_ARRAY); }
+  bool is_string() const noexcept { return has(REDIS_REPLY_STRING); }
+  bool is_status() const noexcept { return has(REDIS_REPLY_STATUS); }
 
   /// The error text of an error reply ("" otherwise).
   std::string_view error() const noexcept {
@@ -88,10 +89,12 @@ class ReplyView {
     return ReplyView(r_->element[i]);
   }
 
+  /// The hiredis reply; nullptr for a moved-from Reply.
   const redisReply* raw() const noexcept { return r_; }
 
  protected:
   ReplyView() noexcept = default;
+  bool has(int hiredis_type) const noexcept { return r_ != nullptr && r_->type == hiredis_type; }
   void expect(bool cond, const char* what) const {
     if (cond) return;
     check();
@@ -111,7 +114,8 @@ class ReplyView {
   const redisReply* r_ = nullptr;
 };
 
-/// Owns a reply from hiredis (freed with freeReplyObject). Move-only.
+/// Owns a reply from hiredis (freed with freeReplyObject). Move-only; a
+/// moved-from Reply reads as nil (is_nil(), optional_string() empty).
 class Reply : public ReplyView {
  public:
   explicit Reply(redisReply* r) noexcept : ReplyView(r) {}
