@@ -316,6 +316,16 @@ TEST(TortureUri, TimeoutsAboveOneDayAndPoolSizesOutOfRangeAreRefused) {
   }
 }
 
+TEST(TortureUri, AnAtSignInAQueryPasswordNeverLetsAnErrorQuoteTheRestOfIt) {
+  // Everything before the last '@' is user information, so the part of the
+  // password after a '@' is parsed (and quoted) as host, port or db.
+  // Found by tests/fuzz/fuzz_uri; URI parsing is the lead's (issue 8).
+  GTEST_SKIP() << "the lead's URI parser (issue 8)";
+  for (const char* uri : {"redis://127.0.0.1/0?password=PWa@PWb/PWc", "redis://h/0?sentinel_password=PWx@PWy:PWz"}) {
+    EXPECT_TRUE(no_password(thrown<ConfigError>([&] { Options::from_uri(uri); }))) << uri;
+  }
+}
+
 TEST(TortureUri, UnixSocketPathLongerThanSunPathIsAConfigError) {
   GTEST_SKIP() << kNeedsTransport;
   const std::string path = "/tmp/" + std::string(140, 'p') + ".sock";
@@ -464,6 +474,20 @@ TEST(TortureProtocol, AHugeBulkLengthThenSilenceTimesOut) {
 TEST(TortureProtocol, ANegativeBulkLengthOtherThanNilIsAProtocolError) {
   Garbage g("$-5\r\n");
   thrown<ProtocolError>([&] { g.redis.command({"GET", "k"}); });
+}
+
+TEST(TortureProtocol, AnIntegerReplyThatIsNotANumberIsAProtocolError) {
+  for (const char* reply : {":12x\r\n", ":99999999999999999999\r\n", ":\r\n"}) {
+    Garbage g(reply);
+    EXPECT_TRUE(mentions(thrown<ProtocolError>([&] { g.redis.command({"INCR", "k"}); }), "127.0.0.1:")) << reply;
+  }
+}
+
+TEST(TortureProtocol, ALengthThatIsNotANumberIsAProtocolError) {
+  for (const char* reply : {"$abc\r\n", "*x\r\n", "$99999999999999999999\r\n"}) {
+    Garbage g(reply);
+    EXPECT_TRUE(mentions(thrown<ProtocolError>([&] { g.redis.command({"GET", "k"}); }), "127.0.0.1:")) << reply;
+  }
 }
 
 TEST(TortureProtocol, ArraysNestedDeeperThanTheReaderAllowsAreAProtocolError) {
@@ -1294,6 +1318,20 @@ TEST(TortureMovedFrom, EveryMemberOfAMovedFromCacheThrowsErrorSayingSoAndStatsAr
   EXPECT_EQ(b.stats().hits, 1u);
   a = std::move(b);
   EXPECT_EQ(a.get("k"), "v");
+}
+
+TEST(TortureMovedFrom, AMovedFromReplyReadsAsNil) {
+  Redis redis = shared_client();
+  redkit::Reply a = redis.command({"ECHO", "x"});
+  redkit::Reply b(std::move(a));
+  EXPECT_EQ(b.string(), "x");
+  EXPECT_TRUE(a.is_nil());
+  EXPECT_EQ(a.raw(), nullptr);
+  EXPECT_EQ(a.optional_string(), std::nullopt);
+  EXPECT_TRUE(mentions(thrown<ProtocolError>([&] { a.string(); }), "got nil"));
+  thrown<ProtocolError>([&] { a.integer(); });
+  thrown<ProtocolError>([&] { a.size(); });
+  EXPECT_NO_THROW(a.check());
 }
 
 TEST(TortureMovedFrom, AMovedFromRedisThrowsErrorSayingSo) {
