@@ -14,6 +14,13 @@
 /// before parsing it, with one pass over the bytes that counts '[' and '{'
 /// outside strings.
 ///
+/// One thing no serializer can check for you: nlohmann converts a JSON
+/// number to an integer member with a plain cast, so a stored float out of
+/// the member's range (`{"id": 1e30}` for an int) is undefined behaviour
+/// inside nlohmann (a garbage value on x86). When other programs may write
+/// the values, read such members as double (or nlohmann::json) in your
+/// from_json and check the range.
+///
 /// Thread safety: stateless; call from any thread.
 /// Exceptions: serialize throws nlohmann::json::exception when the value
 /// cannot be written (a string that is not valid UTF-8); deserialize throws

@@ -4,6 +4,12 @@
 // depth check agrees exactly with the parsed value's depth; a value read
 // back survives serialize -> deserialize; conversion to a struct type fails
 // only with nlohmann's exceptions.
+//
+// The struct has no integer members: nlohmann converts a JSON float to an
+// integer with a plain cast, and one out of range (1e30 for an int) is
+// undefined behaviour inside nlohmann (UBSan: float-cast-overflow; found
+// here, corpus/json/regress-float-into-int-member). That is documented in
+// json.hpp; it is not redkit's to catch.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -19,12 +25,13 @@
 namespace {
 
 struct Item {
-  int id = 0;
+  double id = 0;
   std::string name;
   std::vector<double> prices;
   std::map<std::string, bool> flags;
+  std::vector<std::vector<std::string>> tags;
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Item, id, name, prices, flags)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Item, id, name, prices, flags, tags)
 
 [[noreturn]] void fail(const char* what) {
   std::fprintf(stderr, "fuzz_json: %s\n", what);
