@@ -170,7 +170,7 @@ class RedisCounter {
   /// ReplyError, IoError.
   Bounded<T> incr_bounded(T by, T floor, T ceiling) {
     if (!(floor <= ceiling)) throw ConfigError("redkit: incr_bounded floor is above ceiling");
-    check_step(by);
+    check_countable(by, "step");
     auto r = run_script(detail::number_text(by), floor, ceiling);
     return {r.first, r.second};
   }
@@ -189,17 +189,7 @@ class RedisCounter {
   /// increment afterwards: an unsigned one above 2^63-1 or a float that is
   /// not finite; IoError, ReplyError.
   void set(T value) {
-    if constexpr (std::is_unsigned_v<T> && sizeof(T) == 8) {
-      if (value > static_cast<T>(std::numeric_limits<long long>::max())) {
-        throw OverflowError("redkit: counter '" + key_ + "': value " + detail::number_text(value) +
-                            " is beyond what Redis integers hold (at most 9223372036854775807); not stored");
-      }
-    } else if constexpr (std::is_floating_point_v<T>) {
-      if (!std::isfinite(value)) {
-        throw OverflowError("redkit: counter '" + key_ + "': value " + detail::number_text(value) +
-                            " is not a finite number; not stored");
-      }
-    }
+    check_countable(value, "value");
     live_client().command(Command{"SET"}.key(key_).arg(detail::number_text(value)));
   }
 
@@ -256,25 +246,26 @@ class RedisCounter {
     return client_;
   }
 
-  // A step Redis cannot add: an unsigned one beyond its signed 64-bit
-  // integers, a float that is not finite (INCRBYFLOAT refuses those).
-  void check_step(T by) const {
+  // A step or value Redis cannot count with: an unsigned one beyond its
+  // signed 64-bit integers, a float that is not finite (INCRBYFLOAT refuses
+  // those). Nothing is sent.
+  void check_countable(T v, const char* what) const {
     detail::check_not_moved_from(live_.live(), "RedisCounter");
     if constexpr (std::is_unsigned_v<T> && sizeof(T) == 8) {
-      if (by > static_cast<T>(std::numeric_limits<long long>::max())) {
-        throw OverflowError("redkit: counter '" + key_ + "': step " + detail::number_text(by) +
-                            " is beyond what Redis integers hold");
+      if (v > static_cast<T>(std::numeric_limits<long long>::max())) {
+        throw OverflowError("redkit: counter '" + key_ + "': " + what + " " + detail::number_text(v) +
+                            " is beyond what Redis integers hold (at most 9223372036854775807); nothing sent");
       }
     } else if constexpr (std::is_floating_point_v<T>) {
-      if (!std::isfinite(by)) {
-        throw OverflowError("redkit: counter '" + key_ + "': step " + detail::number_text(by) +
-                            " is not a finite number");
+      if (!std::isfinite(v)) {
+        throw OverflowError("redkit: counter '" + key_ + "': " + what + " " + detail::number_text(v) +
+                            " is not a finite number; nothing sent");
       }
     }
   }
 
   T add(T by, bool negate) {
-    check_step(by);
+    check_countable(by, "step");
     if constexpr (kNative) {
       if (!options_.window) return native(by, negate);
     }
