@@ -1,7 +1,5 @@
 #include "support/fault_proxy.hpp"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -320,7 +318,7 @@ struct FaultProxy::Engine {
       }
       if (c.client < 0 && c.upstream < 0) continue;
       if (mode != Mode::Stall && !c.black_holed) {
-        if (!flush(c, c.up, c.upstream, now) || !flush(c, c.down, c.client, now)) {
+        if (!flush(c.up, c.upstream, now) || !flush(c.down, c.client, now)) {
           close_conn(c, false);
           continue;
         }
@@ -330,7 +328,7 @@ struct FaultProxy::Engine {
   }
 
   // Writes the due chunks of p to fd. False when the socket failed.
-  static bool flush(Conn&, Pipe& p, int fd, Clock::time_point now) {
+  static bool flush(Pipe& p, int fd, Clock::time_point now) {
     if (fd < 0) return true;
     while (!p.queue.empty() && p.queue.front().due <= now) {
       Chunk& ch = p.queue.front();

@@ -113,8 +113,7 @@ class FaultProxy {
   void stop();
 
  private:
-  struct Engine;
-  friend struct Engine;
+  struct Engine;  // the poll loop and its connections (fault_proxy.cpp)
 
   int port_ = 0;
   std::unique_ptr<Engine> engine_;
