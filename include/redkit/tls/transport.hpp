@@ -149,6 +149,7 @@ class TlsTransport final : public Transport {
       return IoResult{0, e == SSL_ERROR_WANT_WRITE ? Want::Write : Want::Read, false};
     }
     fatal_ = true;
+    if (!received_) throw_refusal();
     throw_failure("write to " + endpoint_ + " failed: ", e);
   }
 
@@ -191,6 +192,21 @@ class TlsTransport final : public Transport {
     throw_failure(std::string(received_ ? "read from " : "TLS session with ") + endpoint_ +
                       (received_ ? " failed: " : " refused by the server: "),
                   e);
+  }
+
+  // A write failed before any reply came: a TLS 1.3 server that refused
+  // the client's certificate sent an alert and closed, and the alert is
+  // the reason worth telling. Reads it if it is there (without waiting).
+  void throw_refusal() {
+    ERR_clear_error();
+    char scratch[64];
+    std::size_t got = 0;
+    if (SSL_read_ex(ssl_.get(), scratch, sizeof scratch, &got) == 1) return;
+    const OpenSslErrors errors = take_openssl_errors();
+    if (errors.ssl_reason == 0) return;
+    const std::string hint = tls_reason_hint(errors.ssl_reason);
+    throw IoError("redkit: TLS session with " + endpoint_ + " refused by the server: " + errors.text +
+                  (hint.empty() ? "" : " (" + hint + ")"));
   }
 
   // Throws the error for a failed step: the certificate check's verdict,
