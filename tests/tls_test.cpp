@@ -25,6 +25,7 @@
 #include <redkit/tls.hpp>
 
 #include "support/clients.hpp"
+#include "support/fork.hpp"
 #include "support/nodes.hpp"
 #include "support/tls.hpp"
 
@@ -42,8 +43,11 @@ using redkit::test::ServerOptions;
 using redkit::test::ServerTls;
 using redkit::test::shared_certificates;
 using redkit::test::shared_tls_server;
+using redkit::test::fork_child;
 using redkit::test::unique_prefix;
+using redkit::test::wait_child;
 using redkit::test::wait_until;
+using redkit::test::with_alarms_every_100ms;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -128,35 +132,6 @@ int local_port_of_client(const std::string& client_list, const std::string& name
   return -1;
 }
 
-int wait_child(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
-// Runs body in a forked child; its return value is the exit code.
-template <class Body>
-pid_t fork_child(Body body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    int code = 99;
-    try {
-      code = body();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "child: %s\n", e.what());
-      code = 98;
-    }
-    std::fflush(stderr);
-    ::_exit(code);
-  }
-  return pid;
-}
-
-volatile sig_atomic_t g_alarms = 0;
-void on_alarm(int) { g_alarms = g_alarms + 1; }
 
 }  // namespace
 
@@ -459,34 +434,18 @@ TEST_P(TlsSignalDuringRead, TenHertzSignalsDuringATlsReadOfAStoppedServerEndInTi
   Redis r(o);
   ASSERT_EQ(r.command({"PING"}).string(), "PONG");
 
-  struct sigaction sa {};
-  struct sigaction old {};
-  sa.sa_handler = on_alarm;
-  sa.sa_flags = GetParam() ? SA_RESTART : 0;
-  sigemptyset(&sa.sa_mask);
-  ASSERT_EQ(::sigaction(SIGALRM, &sa, &old), 0);
-  g_alarms = 0;
-
   ASSERT_EQ(::kill(s.pid(), SIGSTOP), 0);
-  const pthread_t reader = ::pthread_self();
-  std::atomic<bool> done{false};
-  std::thread ticker([&] {
-    while (!done) {
-      std::this_thread::sleep_for(100ms);
-      if (!done) ::pthread_kill(reader, SIGALRM);
-    }
+  std::chrono::milliseconds took{0};
+  const int alarms = with_alarms_every_100ms(GetParam(), [&] {
+    const auto t0 = Clock::now();
+    EXPECT_THROW(r.command({"GET", "k"}), TimeoutError);
+    took = since(t0);
   });
-  const auto t0 = Clock::now();
-  EXPECT_THROW(r.command({"GET", "k"}), TimeoutError);
-  const auto took = since(t0);
-  done = true;
-  ticker.join();
   ::kill(s.pid(), SIGCONT);
-  ::sigaction(SIGALRM, &old, nullptr);
 
   EXPECT_GE(took, 490ms);
   EXPECT_LE(took, 600ms);  // command_timeout + 100 ms
-  EXPECT_GE(g_alarms, 3);
+  EXPECT_GE(alarms, 3);
   EXPECT_EQ(r.command({"PING"}).string(), "PONG");  // a fresh TLS connection after the timeout
 }
 

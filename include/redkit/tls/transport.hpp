@@ -162,8 +162,12 @@ class TlsTransport final : public Transport {
   // SSL_write_ex takes a size_t, but a step needs no more than this.
   static constexpr std::size_t kMaxWrite = std::size_t{1} << 30;
 
+  // OpenSSL reads SSL_get_error against this thread's error queue, which
+  // must be empty before a step. It almost always is (a failed step drains
+  // it), and ERR_peek_error costs a fraction of ERR_clear_error's clearing
+  // of every slot (~900 instructions on OpenSSL 3.0, twice per command).
   void start_step() noexcept {
-    ERR_clear_error();
+    if (ERR_peek_error() != 0) ERR_clear_error();
     bio_.error = 0;
   }
 
