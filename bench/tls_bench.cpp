@@ -2,7 +2,8 @@
 // redkit, against one redis-server (a plain and a TLS port) this program
 // starts on CPU 1: interleaved rounds, the median of the paired throughput
 // ratios (tls / plain) and the client CPU per operation. Also a pipeline of
-// 100 GETs each way. Then, as an outside reference, redis-benchmark
+// 100 GETs each way. Then the server's CPU per GET each way (INFO cpu)
+// beside the client's, and, as an outside reference, redis-benchmark
 // (one connection, SET then GET of 100 bytes) over both ports of the same
 // server, when it is installed.
 //
@@ -17,6 +18,7 @@
 #include <redkit/tls.hpp>
 
 #include "bench_common.hpp"
+#include "support/nodes.hpp"
 #include "support/server.hpp"
 #include "support/tls.hpp"
 
@@ -75,6 +77,24 @@ int main(int argc, char** argv) {
       "tls_pipeline_100_get", [&] { get_batch(tls); }, [&] { get_batch(plain); }, kBatch, 500, 10, sides);
 
   const int rc = redkit::bench::run_main(argc, argv);
+
+  // Where the time goes: the server's CPU per GET each way (INFO cpu, read
+  // over the plain port before and after 20,000 GETs), beside the client's.
+  auto server_cpu_seconds = [&server] {
+    const std::string info = server.cli("INFO", "cpu");
+    return std::stod(redkit::test::info_field(info, "used_cpu_sys")) +
+           std::stod(redkit::test::info_field(info, "used_cpu_user"));
+  };
+  for (auto* side : {&tls, &plain}) {
+    constexpr int kOps = 20000;
+    const double server0 = server_cpu_seconds();
+    const double client0 = redkit::bench::cpu_seconds();
+    for (int i = 0; i < kOps; ++i) get_one(*side);
+    const double client_us = (redkit::bench::cpu_seconds() - client0) / kOps * 1e6;
+    const double server_us = (server_cpu_seconds() - server0) / kOps * 1e6;
+    std::printf("GET 100 B over %-5s: client CPU %.2f us/op, server CPU %.2f us/op (one run of %d)\n",
+                side == &tls ? "TLS" : "plain", client_us, server_us, kOps);
+  }
 
   // redis-benchmark: same server, one connection, no pipelining.
   const std::string host = server.host();

@@ -423,6 +423,29 @@ TEST(Tls, AHundredMebibyteSetOverTlsCostsNoCopyOfTheValue) {
   EXPECT_LT(std::stod(out.substr(at + 1)), 10.0);
 }
 
+// The TLS socket BIO sends with MSG_NOSIGNAL: writing to a connection the
+// server closed is an IoError, and SIGPIPE (whose default action would end
+// this test program) is never raised.
+TEST(Tls, WritingToATlsConnectionTheServerClosedIsAnIoErrorNotSigpipe) {
+  struct sigaction dfl {};
+  struct sigaction old {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  ASSERT_EQ(::sigaction(SIGPIPE, &dfl, &old), 0);
+  RedisServer& s = shared_tls_server();
+  redkit::Connection c(options_for(s));
+  const std::string id = std::to_string(c.command(Command{"CLIENT", "ID"}).integer());
+  ASSERT_EQ(s.cli("CLIENT", "KILL", "ID", id), "1");
+  const std::string value(1u << 20, 'x');
+  const Failure f = failure_of<IoError>([&] {
+    for (int i = 0; i < 64; ++i) c.command(Command{"SET"}.key(unique_prefix()).arg_view(value));
+  });
+  ::sigaction(SIGPIPE, &old, nullptr);
+  ASSERT_TRUE(f.thrown);
+  EXPECT_TRUE(has(f.what, std::to_string(s.tls_port()))) << f.what;
+  EXPECT_TRUE(c.broken());
+}
+
 class TlsSignalDuringRead : public ::testing::TestWithParam<bool> {};
 
 // The deadline of a TLS read is on the steady clock too: a 10 Hz signal
