@@ -46,6 +46,12 @@ struct Sample {
   double cpu_us_per_op = 0;
 };
 
+/// The names of a pair's two sides: the first is measured over the second.
+struct Sides {
+  std::string first = "redkit";
+  std::string second = "raw_hiredis";
+};
+
 /// Interleaved redkit/raw rounds and their summary.
 class Pairs {
  public:
@@ -57,15 +63,17 @@ class Pairs {
   }
 
   /// Registers `rounds` rounds of each side, alternating which side runs
-  /// first, each round `iterations` calls of its body.
+  /// first, each round `iterations` calls of its body. The ratio is
+  /// redkit_side / raw_side; `sides` names them (e.g. tls vs plain).
   void add(const std::string& name, Body redkit_side, Body raw_side, int ops_per_iteration,
-           int iterations, int rounds = 10) {
+           int iterations, int rounds = 10, Sides sides = {}) {
     names_.push_back(name);
+    sides_[name] = sides;
     for (int r = 0; r < rounds; ++r) {
       const bool redkit_first = r % 2 == 0;
       for (int k = 0; k < 2; ++k) {
         const bool is_redkit = (k == 0) == redkit_first;
-        const std::string side = is_redkit ? "redkit" : "raw_hiredis";
+        const std::string side = is_redkit ? sides.first : sides.second;
         Body body = is_redkit ? redkit_side : raw_side;
         benchmark::RegisterBenchmark(
             (name + "/" + side + "/round:" + std::to_string(r)).c_str(),
@@ -105,14 +113,18 @@ class Pairs {
         cpu_a.push_back(a[i].cpu_us_per_op);
         cpu_b.push_back(b[i].cpu_us_per_op);
       }
-      std::printf("%-28s %9.3fx %12.0f %12.0f %10.2fus %10.2fus   (median of %zu paired rounds)\n",
+      const Sides& sides = sides_.at(name);
+      const bool named = sides.first != Sides{}.first || sides.second != Sides{}.second;
+      std::printf("%-28s %9.3fx %12.0f %12.0f %10.2fus %10.2fus   (median of %zu paired rounds%s)\n",
                   name.c_str(), median(ratios), median(ops_a), median(ops_b), median(cpu_a),
-                  median(cpu_b), ratios.size());
+                  median(cpu_b), ratios.size(),
+                  named ? ("; " + sides.first + " / " + sides.second).c_str() : "");
     }
   }
 
  private:
   std::vector<std::string> names_;
+  std::map<std::string, Sides> sides_;
   std::map<std::string, std::vector<Sample>> redkit_, raw_;
 };
 

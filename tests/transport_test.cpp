@@ -23,6 +23,7 @@
 #include <redkit/redkit.hpp>
 
 #include "support/cluster.hpp"
+#include "support/fork.hpp"
 #include "support/server.hpp"
 
 using namespace std::chrono_literals;
@@ -33,8 +34,11 @@ using redkit::Reply;
 using redkit::test::RedisServer;
 using redkit::test::ServerOptions;
 using redkit::test::shared_server;
+using redkit::test::fork_child;
 using redkit::test::unique_prefix;
+using redkit::test::wait_child;
 using redkit::test::wait_until;
+using redkit::test::with_alarms_every_100ms;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -44,38 +48,6 @@ Options shared_options() { return Options::from_uri(shared_server().uri()); }
 std::chrono::milliseconds since(Clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
 }
-
-// Waits for a forked child; its exit code (or 128 + signal).
-int wait_child(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
-// Runs body in a forked child and returns its exit code; body returns the
-// code (0 = all good). The child never returns into GoogleTest.
-template <class Body>
-pid_t fork_child(Body body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    int code = 99;
-    try {
-      code = body();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "child: %s\n", e.what());
-      code = 98;
-    }
-    std::fflush(stderr);
-    ::_exit(code);
-  }
-  return pid;
-}
-
-volatile sig_atomic_t g_alarms = 0;
-void on_alarm(int) { g_alarms = g_alarms + 1; }
 
 }  // namespace
 
@@ -93,34 +65,18 @@ TEST_P(SignalDuringRead, TenHertzSignalsDuringAReadFromAStoppedServerEndInTimeou
   Redis r(o);
   ASSERT_EQ(r.command({"PING"}).string_copy(), "PONG");
 
-  struct sigaction sa {};
-  struct sigaction old {};
-  sa.sa_handler = on_alarm;
-  sa.sa_flags = GetParam() ? SA_RESTART : 0;
-  sigemptyset(&sa.sa_mask);
-  ASSERT_EQ(::sigaction(SIGALRM, &sa, &old), 0);
-  g_alarms = 0;
-
   ASSERT_EQ(::kill(server.pid(), SIGSTOP), 0);
-  const pthread_t reader = ::pthread_self();
-  std::atomic<bool> done{false};
-  std::thread ticker([&] {
-    while (!done) {
-      std::this_thread::sleep_for(100ms);
-      if (!done) ::pthread_kill(reader, SIGALRM);  // at the reading thread itself, 10 times a second
-    }
+  std::chrono::milliseconds took{0};
+  const int alarms = with_alarms_every_100ms(GetParam(), [&] {  // at the reading thread itself
+    const auto t0 = Clock::now();
+    EXPECT_THROW(r.command({"GET", "k"}), redkit::TimeoutError);
+    took = since(t0);
   });
-  const auto t0 = Clock::now();
-  EXPECT_THROW(r.command({"GET", "k"}), redkit::TimeoutError);
-  const auto took = since(t0);
-  done = true;
-  ticker.join();
   ::kill(server.pid(), SIGCONT);
-  ::sigaction(SIGALRM, &old, nullptr);
 
   EXPECT_GE(took, 490ms);
   EXPECT_LE(took, 600ms);  // command_timeout + 100 ms
-  EXPECT_GE(g_alarms, 3);   // the signals did arrive during the read
+  EXPECT_GE(alarms, 3);     // the signals did arrive during the read
   EXPECT_EQ(r.command({"PING"}).string_copy(), "PONG");  // a fresh connection after the timeout
 }
 

@@ -150,14 +150,14 @@ class Connection {
       if (std::optional<Reply> r = next_reply()) return std::move(*r);
       detail::IoResult res;
       if (first && can_block_until(deadline)) {
-        res = t_->read_waiting(ibuf_.get(), kReadChunk);
+        res = read_step(true);
       } else if (t_->buffered()) {
-        res = t_->read(ibuf_.get(), kReadChunk);
+        res = read_step(false);
       } else {
         if (!wait_for(POLLIN, deadline)) fail_timeout("read from");
-        res = t_->read(ibuf_.get(), kReadChunk);
+        res = read_step(false);
       }
-      if (res.closed) fail<ClosedError>("redkit: " + endpoint_ + " closed the connection");
+      if (res.closed) fail<ClosedError>("redkit: " + endpoint_ + " closed the connection" + plain_hint());
       if (res.bytes > 0) feed(res.bytes);
       if (res.want == detail::Want::Write && !wait_for(POLLOUT, deadline)) fail_timeout("read from");
     }
@@ -175,12 +175,12 @@ class Connection {
       if (std::optional<Reply> r = next_reply()) return r;
       detail::IoResult res;
       if (t_->buffered()) {
-        res = t_->read(ibuf_.get(), kReadChunk);
+        res = read_step(false);
       } else {
         if (!wait_for(POLLIN, deadline)) return std::nullopt;
-        res = t_->read(ibuf_.get(), kReadChunk);
+        res = read_step(false);
       }
-      if (res.closed) fail<ClosedError>("redkit: " + endpoint_ + " closed the connection");
+      if (res.closed) fail<ClosedError>("redkit: " + endpoint_ + " closed the connection" + plain_hint());
       if (res.bytes > 0) feed(res.bytes);
       if (res.want == detail::Want::Write && !wait_for(POLLOUT, deadline)) return std::nullopt;
     }
@@ -268,7 +268,9 @@ class Connection {
     try {
       for (detail::Want want; (want = t_->handshake()) != detail::Want::Nothing;) {
         if (!wait_for(want == detail::Want::Read ? POLLIN : POLLOUT, deadline)) {
-          throw TimeoutError("redkit: TLS handshake with " + endpoint_ + " timed out");
+          throw TimeoutError("redkit: TLS handshake with " + endpoint_ +
+                             " timed out (no TLS answer within connect_timeout: a plain-text port never "
+                             "answers one; use redis:// for it)");
         }
       }
     } catch (const Error& e) {
@@ -343,7 +345,35 @@ class Connection {
     return one.next();
   }
 
+  // One read step of the transport. A failure breaks the connection (and
+  // says the server is gone unless it was a timeout), like a write's.
+  detail::IoResult read_step(bool waiting) {
+    try {
+      return waiting ? t_->read_waiting(ibuf_.get(), kReadChunk) : t_->read(ibuf_.get(), kReadChunk);
+    } catch (const ClosedError& e) {
+      lost_server_ = true;
+      const std::string what = e.what() + plain_hint();
+      mark_failed(what, false);
+      throw ClosedError(what);
+    } catch (const IoError& e) {
+      const bool timeout = dynamic_cast<const TimeoutError*>(&e) != nullptr;
+      lost_server_ = !timeout;
+      const std::string hint = timeout ? std::string() : plain_hint();  // a reset, as TLS ports do
+      mark_failed(e.what() + hint, timeout);
+      if (hint.empty()) throw;
+      throw IoError(e.what() + hint);
+    }
+  }
+
+  // A plain connection that the server drops before its first reply is
+  // most likely talking to a TLS port (the server drops what is not TLS).
+  std::string plain_hint() const {
+    if (heard_ || t_->secure()) return {};
+    return " before its first reply (if this port speaks TLS, use rediss:// or Options::tls)";
+  }
+
   void feed(std::size_t n) {
+    heard_ = true;
     try {
       reader_.feed(ibuf_.get(), n);
     } catch (const ProtocolError& e) {
@@ -449,6 +479,7 @@ class Connection {
   bool in_multi_ = false;
   bool watching_ = false;
   bool dirty_ = false;
+  bool heard_ = false;  // a byte came from the server
 };
 
 }  // namespace redkit

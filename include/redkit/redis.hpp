@@ -88,6 +88,11 @@ inline void check_common_options(const Options& o) {
   if (!o.tls.cert_file.empty() && o.tls.key_file.empty()) {
     throw ConfigError("redkit: TlsOptions::cert_file is set without key_file");
   }
+  // The files are read now (with <redkit/tls.hpp>), so a client with an
+  // unreadable certificate, key or CA file is refused when it is built.
+  if (o.tls.enabled) {
+    if (TlsCheck check = tls_check().load()) check(o.tls);
+  }
 }
 
 }  // namespace detail

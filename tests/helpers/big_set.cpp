@@ -2,6 +2,7 @@
 // (ru_maxrss), for one way of sending it, in a process of its own so that
 // earlier peaks do not hide it:
 //   redkit_helper_big_set URI MODE   (MODE: arg_view | arg_copy | cache_set)
+//   redkit_helper_big_set_tls ...    the same, built with <redkit/tls.hpp> (rediss://)
 // Prints "MODE_extra_mib=X" (the peak's growth during the SET, in MiB).
 #include <sys/resource.h>
 
@@ -10,6 +11,9 @@
 
 #include <redkit/cache.hpp>
 #include <redkit/redis.hpp>
+#ifdef REDKIT_TEST_TLS
+#include <redkit/tls.hpp>
+#endif
 
 namespace {
 double peak_mib() {

@@ -5,7 +5,8 @@
 // Suites are TYPED_TESTs over ClientKinds, so one body runs against every
 // kind: a single Redis, sentinel-mode Redis (1 master, 1 replica, 3
 // sentinels) and Cluster (3 masters, 3 replicas). Each kind's servers are
-// started once per process, on first use, and stopped at exit.
+// started once per process, on first use, and stopped at exit. With
+// REDKIT_TEST_TLS, the TLS kinds below too.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -16,6 +17,12 @@
 #include "support/cluster.hpp"
 #include "support/sentinel.hpp"
 #include "support/server.hpp"
+
+#ifdef REDKIT_TEST_TLS
+#include <redkit/tls.hpp>
+
+#include "support/tls.hpp"
+#endif
 
 namespace redkit::test {
 
@@ -55,7 +62,50 @@ struct ClusterNodes {
   static const char* name() { return "Cluster"; }
 };
 
+#ifdef REDKIT_TEST_TLS
+// The same three kinds over TLS (servers from support/tls.hpp), for programs
+// built with REDKIT_TEST_TLS: those include <redkit/tls.hpp> here, so a
+// program without TLS (tests/transport_test.cpp checks it refuses TLS)
+// never gets it by accident.
+
+/// A Client made from uri(), after tweak(Options&).
+template <class Derived, class C>
+struct UriKind {
+  using Client = C;
+  static Client make() { return Client(Options::from_uri(Derived::uri())); }
+  template <class Tweak>
+  static Client make(Tweak tweak) {
+    Options o = Options::from_uri(Derived::uri());
+    tweak(o);
+    return Client(o);
+  }
+};
+
+struct TlsSingleServer : UriKind<TlsSingleServer, redkit::Redis> {
+  static std::string uri() { return shared_tls_server().tls_uri(); }
+  static const char* name() { return "TlsRedis"; }
+};
+
+struct TlsSentinelMaster : UriKind<TlsSentinelMaster, redkit::Redis> {
+  static std::string uri() { return shared_tls_sentinel().tls_uri(); }
+  static const char* name() { return "TlsSentinel"; }
+};
+
+struct TlsClusterNodes : UriKind<TlsClusterNodes, redkit::Cluster> {
+  static std::string uri() { return shared_tls_cluster().tls_seed_uri(); }
+  static const char* name() { return "TlsCluster"; }
+};
+
+using TlsClientKinds = ::testing::Types<TlsSingleServer, TlsSentinelMaster, TlsClusterNodes>;
+#endif
+
+#ifdef REDKIT_TEST_TLS_KINDS
+// The TLS build of a typed suite (tests/CMakeLists.txt: <suite>_tls_test)
+// runs its body over the TLS kinds instead.
+using ClientKinds = TlsClientKinds;
+#else
 using ClientKinds = ::testing::Types<SingleServer, SentinelMaster, ClusterNodes>;
+#endif
 
 struct ClientKindNames {
   template <class T>

@@ -76,8 +76,13 @@ RedisCluster::RedisCluster(ClusterOptions options) : options_(std::move(options)
     nodes_.emplace_back(so);
   }
 
-  std::vector<std::string> args = {"--cluster", "create"};
-  for (const auto& n : nodes_) args.push_back("127.0.0.1:" + std::to_string(n.port()));
+  std::vector<std::string> args;
+  const ServerTls& tls = options_.server.tls;
+  if (tls.enabled()) {
+    args = {"--tls", "--cacert", tls.ca_file, "--cert", tls.cert_file, "--key", tls.key_file};
+  }
+  args.insert(args.end(), {"--cluster", "create"});
+  for (const auto& n : nodes_) args.push_back("127.0.0.1:" + std::to_string(n.peer_port()));
   args.insert(args.end(),
               {"--cluster-replicas", std::to_string(options_.replicas_per_master), "--cluster-yes"});
   ChildProcess create("redis-cli", args);
@@ -96,9 +101,16 @@ std::string RedisCluster::seed_uri() const {
   throw std::runtime_error("RedisCluster: no node is running");
 }
 
+std::string RedisCluster::tls_seed_uri() const {
+  for (const auto& n : nodes_) {
+    if (n.running()) return n.tls_uri();
+  }
+  throw std::runtime_error("RedisCluster: no node is running");
+}
+
 RedisServer& RedisCluster::by_port(int port) {
   for (auto& n : nodes_) {
-    if (n.port() == port) return n;
+    if (n.port() == port || (n.tls_port() != 0 && n.tls_port() == port)) return n;
   }
   throw std::runtime_error("RedisCluster: no node on port " + std::to_string(port));
 }
@@ -156,7 +168,7 @@ RedisServer& RedisCluster::begin_slot_migration(int slot, RedisServer& to) {
 
 void RedisCluster::migrate_key(RedisServer& from, RedisServer& to, const std::string& key) {
   redkit::Reply r =
-      node_command(from.port(), {"MIGRATE", "127.0.0.1", std::to_string(to.port()), key, "0", "5000"});
+      node_command(from.port(), {"MIGRATE", "127.0.0.1", std::to_string(to.peer_port()), key, "0", "5000"});
   if (r.is_error()) throw std::runtime_error("RedisCluster: MIGRATE " + key + ": " + std::string(r.error()));
 }
 

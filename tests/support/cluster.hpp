@@ -20,7 +20,9 @@ namespace redkit::test {
 struct ClusterOptions {
   int masters = 3;
   int replicas_per_master = 1;
-  ServerOptions server;  // for every node: cpu_list, extra_args
+  // For every node: cpu_list, extra_args; with server.tls enabled (and
+  // its cluster and replication flags), a TLS cluster made over TLS.
+  ServerOptions server;
   std::chrono::milliseconds ready_timeout{60000};
 };
 
@@ -37,7 +39,9 @@ class RedisCluster {
   RedisServer& node(std::size_t i) { return nodes_.at(i); }
   /// "redis://127.0.0.1:PORT/0" of the first running node.
   std::string seed_uri() const;
-  /// The node listening on port. Throws std::runtime_error if none.
+  /// RedisServer::tls_uri() of the first running node.
+  std::string tls_seed_uri() const;
+  /// The node listening on port (plain or TLS). Throws std::runtime_error if none.
   RedisServer& by_port(int port);
 
   /// The running master that serves slot, as the first running node sees it.

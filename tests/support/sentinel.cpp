@@ -40,6 +40,7 @@ struct SentinelSet::Sentinel {
       : dir(make_temp_dir("sentinel")), owner(::getpid()) {
     for (int attempt = 1;; ++attempt) {
       port = pick_free_port();
+      if (options.server.tls.enabled()) tls_port = pick_free_port();
       write_config(options, master_port);
       process = std::make_unique<ChildProcess>(
           redis_server_program(), std::vector<std::string>{dir + "/sentinel.conf", "--sentinel"});
@@ -69,6 +70,15 @@ struct SentinelSet::Sentinel {
          << "sentinel down-after-milliseconds " << name << " 1000\n"
          << "sentinel failover-timeout " << name << " 3000\n"
          << "sentinel parallel-syncs " << name << " 1\n";
+    if (options.server.tls.enabled()) {
+      const ServerTls& t = options.server.tls;
+      conf << "tls-port " << tls_port << "\n"
+           << "tls-cert-file \"" << t.cert_file << "\"\n"
+           << "tls-key-file \"" << t.key_file << "\"\n"
+           << "tls-ca-cert-file \"" << t.ca_file << "\"\n"
+           << "tls-auth-clients " << t.auth_clients << "\n"
+           << "tls-replication yes\n";  // to the data servers and the other sentinels
+    }
     if (!conf) throw std::runtime_error("cannot write " + dir + "/sentinel.conf");
   }
 
@@ -87,20 +97,24 @@ struct SentinelSet::Sentinel {
 
   std::string dir;
   int port = 0;
+  int tls_port = 0;
   pid_t owner;
   std::unique_ptr<ChildProcess> process;
 };
 
 SentinelSet::SentinelSet(SentinelOptions options) : options_(std::move(options)) {
   ServerOptions so = options_.server;
+  if (so.tls.enabled()) so.tls.replication = true;
   so.extra_args.insert(so.extra_args.end(), {"--repl-diskless-sync-delay", "0", "--shutdown-timeout", "0"});
   servers_.emplace_back(so);
-  so.extra_args.insert(so.extra_args.end(), {"--replicaof", "127.0.0.1", std::to_string(servers_[0].port())});
+  so.extra_args.insert(so.extra_args.end(),
+                       {"--replicaof", "127.0.0.1", std::to_string(servers_[0].peer_port())});
   servers_.emplace_back(so);
   wait_replica_synced(options_.ready_timeout);
   for (int i = 0; i < options_.sentinels; ++i) {
-    sentinels_.push_back(std::make_unique<Sentinel>(options_, servers_[0].port()));
+    sentinels_.push_back(std::make_unique<Sentinel>(options_, servers_[0].peer_port()));
     sentinel_ports_.push_back(sentinels_.back()->port);
+    if (sentinels_.back()->tls_port) sentinel_tls_ports_.push_back(sentinels_.back()->tls_port);
   }
 }
 
@@ -114,6 +128,15 @@ std::string SentinelSet::uri() const {
   return uri + "/0#" + options_.master_name;
 }
 
+std::string SentinelSet::tls_uri() const {
+  if (sentinel_tls_ports_.empty()) throw std::runtime_error("SentinelSet: no TLS (SentinelOptions::server.tls)");
+  std::string uri = "rediss-sentinel://";
+  for (std::size_t i = 0; i < sentinel_tls_ports_.size(); ++i) {
+    uri += (i ? ",127.0.0.1:" : "127.0.0.1:") + std::to_string(sentinel_tls_ports_[i]);
+  }
+  return uri + "/0?tls_ca_file=" + uri_encode(options_.server.tls.ca_file) + "#" + options_.master_name;
+}
+
 RedisServer& SentinelSet::current_master() {
   for (int port : sentinel_ports_) {
     try {
@@ -121,7 +144,7 @@ RedisServer& SentinelSet::current_master() {
       if (!r.is_array()) continue;
       const std::string master_port(r[1].string());
       for (auto& s : servers_) {
-        if (std::to_string(s.port()) == master_port) return s;
+        if (std::to_string(s.peer_port()) == master_port) return s;
       }
     } catch (const redkit::Error&) {
     }
@@ -137,7 +160,7 @@ RedisServer& SentinelSet::current_replica() {
 void SentinelSet::swap_roles_without_failover() {
   RedisServer& old_master = current_master();
   RedisServer& new_master = current_replica();
-  const std::string port = std::to_string(new_master.port());
+  const std::string port = std::to_string(new_master.peer_port());
   auto expect_ok = [](redkit::Reply r, const std::string& what) {
     if (r.is_error()) throw std::runtime_error("SentinelSet: " + what + ": " + std::string(r.error()));
   };

@@ -22,7 +22,9 @@ struct SentinelOptions {
   std::string master_name = "mymaster";
   int sentinels = 3;
   int quorum = 2;
-  ServerOptions server;  // for the master and the replica
+  // For the master and the replica. With server.tls enabled, they replicate
+  // over TLS and the sentinels get a TLS port and reach them over TLS.
+  ServerOptions server;
   std::chrono::milliseconds ready_timeout{30000};
 };
 
@@ -38,7 +40,13 @@ class SentinelSet {
   const std::string& master_name() const { return options_.master_name; }
   /// "redis-sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/0#mymaster".
   std::string uri() const;
+  /// "rediss-sentinel://127.0.0.1:T1,.../0?tls_ca_file=<CA>#mymaster", the
+  /// sentinels' TLS ports; throws std::runtime_error for a set without TLS.
+  std::string tls_uri() const;
+  /// The plain ports (the support's own queries use them).
   const std::vector<int>& sentinel_ports() const { return sentinel_ports_; }
+  /// The TLS ports (empty without TLS).
+  const std::vector<int>& sentinel_tls_ports() const { return sentinel_tls_ports_; }
 
   /// The two data servers: 0 started as master, 1 as its replica.
   RedisServer& server(std::size_t i) { return servers_.at(i); }
@@ -70,6 +78,7 @@ class SentinelSet {
   SentinelOptions options_;
   std::vector<RedisServer> servers_;
   std::vector<int> sentinel_ports_;
+  std::vector<int> sentinel_tls_ports_;
   std::vector<std::unique_ptr<Sentinel>> sentinels_;
 };
 

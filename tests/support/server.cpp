@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -251,6 +252,26 @@ std::streamoff file_size(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? st.st_size : 0;
 }
 
+}  // namespace
+
+// Percent-encodes everything but unreserved characters and '/'.
+std::string uri_encode(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+namespace {
+
 std::string arg_after(const std::vector<std::string>& args, const std::string& flag) {
   auto it = std::find(args.begin(), args.end(), flag);
   return it != args.end() && it + 1 != args.end() ? *(it + 1) : std::string();
@@ -266,6 +287,11 @@ RedisServer::RedisServer(ServerOptions options) : options_(std::move(options)), 
   try {
     for (int attempt = 1;; ++attempt) {
       port_ = pick_free_port();
+      if (options_.tls.enabled()) {
+        do {
+          tls_port_ = pick_free_port();
+        } while (tls_port_ == port_);
+      }
       if (start()) return;
       if (attempt == kPortAttempts) {
         throw std::runtime_error("redis-server: no free port after " + std::to_string(attempt) +
@@ -286,6 +312,7 @@ RedisServer::RedisServer(RedisServer&& other) noexcept
       user_(std::move(other.user_)),
       password_(std::move(other.password_)),
       port_(other.port_),
+      tls_port_(other.tls_port_),
       pid_(other.pid_),
       owner_(other.owner_) {
   other.dir_.clear();
@@ -300,6 +327,7 @@ RedisServer& RedisServer::operator=(RedisServer&& other) noexcept {
     user_ = std::move(other.user_);
     password_ = std::move(other.password_);
     port_ = other.port_;
+    tls_port_ = other.tls_port_;
     pid_ = other.pid_;
     owner_ = other.owner_;
     other.dir_.clear();
@@ -324,6 +352,15 @@ std::string RedisServer::unix_path() const {
 
 std::string RedisServer::uri() const {
   return "redis://" + host() + ":" + std::to_string(port_) + "/0";
+}
+
+int RedisServer::peer_port() const {
+  return options_.tls.enabled() && (options_.tls.replication || options_.tls.cluster) ? tls_port_ : port_;
+}
+
+std::string RedisServer::tls_uri() const {
+  if (!options_.tls.enabled()) throw std::runtime_error("RedisServer: no TLS port (ServerOptions::tls)");
+  return "rediss://" + host() + ":" + std::to_string(tls_port_) + "/0?tls_ca_file=" + uri_encode(options_.tls.ca_file);
 }
 
 bool RedisServer::running() const {
@@ -391,6 +428,14 @@ bool RedisServer::start() {
   argv.insert(argv.end(), args.begin(), args.end());
   if (options_.unix_socket) {
     argv.insert(argv.end(), {"--unixsocket", unix_path(), "--unixsocketperm", "700"});
+  }
+  if (options_.tls.enabled()) {
+    const ServerTls& t = options_.tls;
+    argv.insert(argv.end(), {"--tls-port", std::to_string(tls_port_), "--tls-cert-file", t.cert_file,
+                             "--tls-key-file", t.key_file, "--tls-ca-cert-file", t.ca_file,
+                             "--tls-auth-clients", t.auth_clients});
+    if (t.replication) argv.insert(argv.end(), {"--tls-replication", "yes"});
+    if (t.cluster) argv.insert(argv.end(), {"--tls-cluster", "yes"});
   }
   argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
 

@@ -29,10 +29,25 @@
 
 namespace redkit::test {
 
+/// A TLS port beside the plain one. The plain port stays, on 127.0.0.1 as
+/// well: the support's own readiness check, cli() and SHUTDOWN use it (the
+/// support library speaks no TLS), while clients under test use tls_port().
+/// Certificates come from TestCertificates (support/tls.hpp).
+struct ServerTls {
+  std::string cert_file;                  // empty: no TLS port
+  std::string key_file;
+  std::string ca_file;                    // CA for client certificates; it signed cert_file too
+  std::string auth_clients = "optional";  // --tls-auth-clients: yes, optional or no
+  bool replication = false;               // --tls-replication yes: replicas and sentinels use TLS
+  bool cluster = false;                   // --tls-cluster yes: the bus and MIGRATE use TLS
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct ServerOptions {
   bool unix_socket = false;             // also listen on <dir>/redis.sock (perm 700)
   std::vector<std::string> extra_args;  // appended last, e.g. {"--requirepass", "secret"}
   std::string cpu_list;                 // e.g. "1": run under `taskset -c 1`
+  ServerTls tls;                        // a TLS port too, when tls.cert_file is set
   std::chrono::milliseconds start_timeout{10000};
 };
 
@@ -51,6 +66,14 @@ class RedisServer {
   RedisServer& operator=(const RedisServer&) = delete;
 
   int port() const { return port_; }
+  /// The TLS port; 0 unless ServerOptions::tls is enabled.
+  int tls_port() const { return tls_port_; }
+  /// The port other servers reach this one on: the TLS port when
+  /// replication or the cluster bus use TLS, else port().
+  int peer_port() const;
+  /// "rediss://127.0.0.1:TLS_PORT/0?tls_ca_file=<the CA>"; throws
+  /// std::runtime_error without a TLS port.
+  std::string tls_uri() const;
   std::string host() const { return "127.0.0.1"; }
   /// Path of the unix socket; empty unless ServerOptions::unix_socket.
   std::string unix_path() const;
@@ -103,6 +126,7 @@ class RedisServer {
   std::string user_;
   std::string password_;
   int port_ = 0;
+  int tls_port_ = 0;
   mutable pid_t pid_ = -1;
   pid_t owner_ = -1;  // process that started the server
 };
@@ -111,6 +135,9 @@ class RedisServer {
 /// server"; tests isolate themselves with unique_prefix(). First call it from
 /// the main thread (see PR_SET_PDEATHSIG above).
 RedisServer& shared_server();
+
+/// s with every character but [A-Za-z0-9-_.~/] percent-encoded, for URIs.
+std::string uri_encode(const std::string& s);
 
 /// "t:<pid>:<n>:" — a key prefix unique per call, within and across processes.
 std::string unique_prefix();

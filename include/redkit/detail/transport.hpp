@@ -129,6 +129,17 @@ inline std::atomic<TlsFactory>& tls_factory() noexcept {
   return factory;
 }
 
+/// Checks TLS options when a client is built (reads the CA, certificate
+/// and key files): set by <redkit/tls.hpp>. @throws ConfigError.
+using TlsCheck = void (*)(const TlsOptions& tls);
+
+/// The registered TLS option check; null unless <redkit/tls.hpp> is in the
+/// program.
+inline std::atomic<TlsCheck>& tls_check() noexcept {
+  static std::atomic<TlsCheck> check{nullptr};
+  return check;
+}
+
 /// The ConfigError for TLS options in a program built without TLS.
 inline ConfigError tls_not_built() {
   return ConfigError(
