@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -418,7 +419,9 @@ TYPED_TEST(RateLimiterTest, AtAnyIntervalNoMoreThanBurstPlusRateTimesItsLength) 
     }
   }
   EXPECT_LE(worst_excess_ppm, 0) << "some window held more than the GCRA bound";
-  // And the whole run came close to the bound: overload meets it within one.
+  // And the whole run came close to the bound: overload meets it within one
+  // (GCRA admits burst + ⌊span / interval⌋ over the decisions' own span,
+  // which the brackets exceed by less than one interval).
   const long long span = allowed.back().after - allowed.front().before;
   EXPECT_GE(static_cast<long long>(allowed.size()), limit.burst + span / interval_us - 1)
       << "allowed " << allowed.size() << " in " << span << " µs";
@@ -527,37 +530,81 @@ TEST(RateLimiterExact, AtTheBoundsTheCountsStayExact) {
 
 // ---- several processes ---------------------------------------------------------
 
-TEST(RateLimiterProcesses, FourProcessesTimesTwoThreadsForThreeSecondsMeetTheGcraBoundWithinOne) {
-  const std::string prefix = unique_prefix();
+namespace {
+
+struct WorkerReport {
+  long long allowed = 0, denied = 0, start_us = 0, end_us = 0, skew_s = 0;
+};
+
+// Runs one rate_limiter_worker per entry of shifts (its wall clock moved by
+// that many seconds) against one key, all at once, and collects their reports.
+std::vector<WorkerReport> run_workers(const std::string& prefix, const std::vector<long long>& shifts,
+                                      const std::string& rate, const std::string& period_ms,
+                                      const std::string& burst, const std::string& threads,
+                                      const std::string& run_ms) {
   const std::string helper = redkit::test::helper_path("rate_limiter_worker");
   std::vector<std::unique_ptr<redkit::test::ChildProcess>> kids;
-  for (int i = 0; i < 4; ++i) {
+  for (long long shift : shifts) {
     kids.push_back(std::make_unique<redkit::test::ChildProcess>(
-        helper, std::vector<std::string>{redkit::test::shared_server().uri(), prefix, "k", "100", "1000", "10",
-                                         "2", "3000"}));
+        helper, std::vector<std::string>{redkit::test::shared_server().uri(), prefix, "k", rate, period_ms, burst,
+                                         threads, run_ms, std::to_string(shift)}));
   }
-  long long allowed = 0, denied = 0;
-  long long start = LLONG_MAX, end = 0;
+  std::vector<WorkerReport> reports;
   for (auto& k : kids) {
-    ASSERT_EQ(k->wait(120s), 0) << k->output();
-    long long a = 0, d = 0, s = 0, e = 0;
-    int f = -1;
-    ASSERT_EQ(std::sscanf(k->output().c_str(), "allowed=%lld denied=%lld start_us=%lld end_us=%lld failures=%d", &a,
-                          &d, &s, &e, &f),
-              5)
+    EXPECT_EQ(k->wait(120s), 0) << k->output();
+    WorkerReport r;
+    int failures = -1;
+    EXPECT_EQ(std::sscanf(k->output().c_str(),
+                          "allowed=%lld denied=%lld start_us=%lld end_us=%lld failures=%d skew_s=%lld", &r.allowed,
+                          &r.denied, &r.start_us, &r.end_us, &failures, &r.skew_s),
+              6)
         << k->output();
-    allowed += a;
-    denied += d;
-    start = std::min(start, s);
-    end = std::max(end, e);
+    reports.push_back(r);
   }
-  // Every decision lies in [start, end] on the server's clock; the processes
-  // overlapped and were overloaded throughout, so the count is the bound
-  // burst + rate × t / period (t = end - start), and at most one below it.
-  const double bound = 10 + 100.0 * static_cast<double>(end - start) / 1e6;
-  EXPECT_GT(denied, allowed);
-  EXPECT_LE(static_cast<double>(allowed), bound) << "t=" << (end - start) << " µs";
-  EXPECT_GE(static_cast<double>(allowed), bound - 1) << "t=" << (end - start) << " µs";
-  std::printf("4 processes x 2 threads: allowed %lld, denied %lld, t %.6f s, GCRA bound %.3f\n", allowed, denied,
-              static_cast<double>(end - start) / 1e6, bound);
+  return reports;
+}
+
+// Every allowed decision lies in [first start, last end] on the server's
+// clock (t long). No window may hold more than burst + rate × t / period.
+// The processes overlapped and were overloaded throughout, so GCRA admitted
+// exactly burst + ⌊rate × span / period⌋ over the decisions' own span, which
+// the brackets exceed by a few round trips (less than one interval): the
+// count lies between ⌊bound⌋ - 1 and the bound.
+void expect_gcra_bound_within_one(const std::vector<WorkerReport>& reports, double burst, double per_second) {
+  long long allowed = 0, denied = 0, start = LLONG_MAX, end = 0;
+  for (const auto& r : reports) {
+    allowed += r.allowed;
+    denied += r.denied;
+    start = std::min(start, r.start_us);
+    end = std::max(end, r.end_us);
+  }
+  const double t = static_cast<double>(end - start) / 1e6;
+  const double bound = burst + per_second * t;
+  EXPECT_GT(denied, allowed);  // overloaded
+  EXPECT_LE(static_cast<double>(allowed), bound) << "t=" << t << " s";
+  EXPECT_GE(static_cast<double>(allowed), std::floor(bound) - 1) << "t=" << t << " s";
+  std::printf("%zu processes: allowed %lld, denied %lld, t %.6f s, GCRA bound %.3f\n", reports.size(), allowed,
+              denied, t, bound);
+}
+
+}  // namespace
+
+TEST(RateLimiterProcesses, FourProcessesTimesTwoThreadsForThreeSecondsMeetTheGcraBoundWithinOne) {
+  const auto reports = run_workers(unique_prefix(), {0, 0, 0, 0}, "100", "1000", "10", "2", "3000");
+  ASSERT_EQ(reports.size(), 4u);
+  expect_gcra_bound_within_one(reports, 10, 100);
+}
+
+TEST(RateLimiterProcesses, TwoProcessesWhoseClocksAreTwoHoursApartShareOneLimit) {
+  const auto reports = run_workers(unique_prefix(), {3600, -3600}, "100", "1000", "10", "2", "1500");
+  ASSERT_EQ(reports.size(), 2u);
+  // Each process's wall clock really was moved (by its own system_clock).
+  EXPECT_NEAR(reports[0].skew_s, 3600, 2);
+  EXPECT_NEAR(reports[1].skew_s, -3600, 2);
+  expect_gcra_bound_within_one(reports, 10, 100);
+  // One limit, shared: neither clock gives its process the lion's share.
+  const long long total = reports[0].allowed + reports[1].allowed;
+  std::printf("clock +1 h: %lld allowed, clock -1 h: %lld allowed\n", reports[0].allowed, reports[1].allowed);
+  EXPECT_GE(reports[0].allowed * 5, total) << reports[0].allowed << " of " << total;
+  EXPECT_GE(reports[1].allowed * 5, total) << reports[1].allowed << " of " << total;
 }
