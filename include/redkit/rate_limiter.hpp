@@ -204,7 +204,9 @@ class RedisRateLimiter {
   RateLimitResult allow(std::string_view key, std::int64_t cost = 1) {
     const detail::RateLimitPlan& p = plan();
     check_cost(p, cost);
-    const std::string redis_key = p.prefix + std::string(key);
+    std::string redis_key;
+    redis_key.reserve(p.prefix.size() + key.size());
+    redis_key.append(p.prefix).append(key);
     char cost_buf[24];
     const std::string_view cost_text = format(cost, cost_buf, sizeof cost_buf);
     Reply r = client_.eval(detail::rate_limiter_script(), {std::string_view(redis_key)},
