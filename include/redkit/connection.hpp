@@ -314,6 +314,14 @@ class Connection {
     if (!r) return r;
     if (owed_ > 0) --owed_;
     touch();
+    if (owed_ == 0 && !dirty_ && reader_.pending() > 0) {
+      // Bytes beyond the last reply we asked for: the server sent a reply
+      // nobody asked for, and the next command would read it as its own.
+      // The connection is discarded when it goes back (and refuses more use).
+      mark_failed("redkit: " + endpoint_ + " sent data nobody asked for (" + std::to_string(reader_.pending()) +
+                      " bytes after the last reply); the connection is discarded",
+                  false);
+    }
     if (r->is_error() && r->error().substr(0, 6) == "NOAUTH") return explain_noauth(*r);
     return r;
   }

@@ -49,12 +49,25 @@ class ProtocolError : public Error {
 class ReplyError : public Error {
  public:
   /// The server's error text, e.g. "WRONGTYPE Operation against a key ...".
+  /// A NUL byte in it shows as "\\0" in what(), which would end there.
   explicit ReplyError(std::string message)
-      : Error(message), prefix_(message.substr(0, message.find(' '))) {}
+      : Error(printable(message)), prefix_(message.substr(0, message.find(' '))) {}
   /// The first word of the error text: ERR, WRONGTYPE, NOSCRIPT, MOVED, ...
   const std::string& prefix() const noexcept { return prefix_; }
 
  private:
+  static std::string printable(const std::string& s) {
+    if (s.find('\0') == std::string::npos) return s;
+    std::string out;
+    for (char c : s) {
+      if (c == '\0') {
+        out += "\\0";
+      } else {
+        out += c;
+      }
+    }
+    return out;
+  }
   std::string prefix_;
 };
 

@@ -21,6 +21,7 @@
 
 #include "redkit/command.hpp"
 #include "redkit/connection.hpp"
+#include "redkit/detail/moved_from.hpp"
 #include "redkit/detail/pool.hpp"
 #include "redkit/error.hpp"
 #include "redkit/reply.hpp"
@@ -74,7 +75,7 @@ class Lease {
 
   /// The connection itself. @throws Error on a moved-from Lease.
   Connection& connection() {
-    if (!c_) throw Error("redkit: this redkit::Lease was moved from (or its connection given back)");
+    detail::check_not_moved_from(static_cast<bool>(c_), "redkit::Lease (or one whose connection was given back)");
     return *c_;
   }
 

@@ -44,6 +44,7 @@
 #include "redkit/detail/command_state.hpp"
 #include "redkit/detail/events.hpp"
 #include "redkit/detail/fork.hpp"
+#include "redkit/detail/moved_from.hpp"
 #include "redkit/detail/pool.hpp"
 #include "redkit/detail/process_local.hpp"
 #include "redkit/detail/retry.hpp"
@@ -244,7 +245,7 @@ class Redis {
   }
 
   Shared& shared() const {
-    if (!s_) throw Error("redkit: this redkit::Redis was moved from");
+    detail::check_not_moved_from(s_ != nullptr, "redkit::Redis");
     return *s_;
   }
   Core& core() const { return shared().core.get(); }

@@ -50,6 +50,7 @@ class ReplyView {
 
   /// This node's RESP type. Never throws.
   Type type() const noexcept {
+    if (r_ == nullptr) return Type::Nil;  // a moved-from Reply
     switch (r_->type) {
       case REDIS_REPLY_STRING: return Type::String;
       case REDIS_REPLY_ARRAY: return Type::Array;
@@ -62,15 +63,15 @@ class ReplyView {
   /// True for a nil reply (a missing key's GET, a timed-out BLPOP).
   bool is_nil() const noexcept { return type() == Type::Nil; }
   /// True for an error reply.
-  bool is_error() const noexcept { return r_->type == REDIS_REPLY_ERROR; }
+  bool is_error() const noexcept { return has(REDIS_REPLY_ERROR); }
   /// True for an integer reply.
-  bool is_integer() const noexcept { return r_->type == REDIS_REPLY_INTEGER; }
+  bool is_integer() const noexcept { return has(REDIS_REPLY_INTEGER); }
   /// True for an array reply.
-  bool is_array() const noexcept { return r_->type == REDIS_REPLY_ARRAY; }
+  bool is_array() const noexcept { return has(REDIS_REPLY_ARRAY); }
   /// True for a bulk string reply.
-  bool is_string() const noexcept { return r_->type == REDIS_REPLY_STRING; }
+  bool is_string() const noexcept { return has(REDIS_REPLY_STRING); }
   /// True for a status (simple string) reply.
-  bool is_status() const noexcept { return r_->type == REDIS_REPLY_STATUS; }
+  bool is_status() const noexcept { return has(REDIS_REPLY_STATUS); }
 
   /// The error text of an error reply ("" otherwise).
   std::string_view error() const noexcept {
@@ -129,12 +130,14 @@ class ReplyView {
     return ReplyView(r_->element[i]);
   }
 
-  /// The hiredis reply this views, for code that needs hiredis's own API.
+  /// The hiredis reply this views, for code that needs hiredis's own API;
+  /// nullptr for a moved-from Reply.
   const redisReply* raw() const noexcept { return r_; }
 
  private:
   friend class Reply;
   ReplyView() noexcept = default;
+  bool has(int hiredis_type) const noexcept { return r_ != nullptr && r_->type == hiredis_type; }
   void expect(bool cond, const char* what) const {
     if (cond) return;
     check();
@@ -154,7 +157,8 @@ class ReplyView {
   const redisReply* r_ = nullptr;
 };
 
-/// Owns a reply from hiredis (freed with freeReplyObject). Move-only.
+/// Owns a reply from hiredis (freed with freeReplyObject). Move-only; a
+/// moved-from Reply reads as nil (is_nil(), optional_string() empty).
 ///
 /// The views it hands out (string(), optional_string(), error(),
 /// operator[], raw()) point into it, so on a temporary Reply they are
@@ -164,7 +168,7 @@ class Reply : public ReplyView {
  public:
   /// Takes ownership of r (not null; from redisGetReply or a reply reader).
   explicit Reply(redisReply* r) noexcept : ReplyView(r) {}
-  /// Takes o's reply; o is left empty (only destruction and assignment are valid).
+  /// Takes o's reply; o is left empty and reads as nil.
   Reply(Reply&& o) noexcept { std::swap(r_, o.r_); }
   /// Swaps replies with o; o frees this one's old reply.
   Reply& operator=(Reply&& o) noexcept {

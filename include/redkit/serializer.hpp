@@ -85,6 +85,19 @@ struct Serializer<T, std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v
   /// The number in bytes. @throws std::invalid_argument for anything but
   /// exactly one number of T in range.
   static T deserialize(std::string_view bytes) {
+    if constexpr (std::is_floating_point_v<T>) {
+      // libstdc++ 12 reads long double through strtold, which runs past the
+      // end of bytes that are not NUL-terminated ("inf"; found by
+      // tests/fuzz/fuzz_serializers): parse a terminated copy.
+      const std::string terminated(bytes);
+      return parse(terminated);
+    } else {
+      return parse(bytes);
+    }
+  }
+
+ private:
+  static T parse(std::string_view bytes) {
     T value{};
     const char* end = bytes.data() + bytes.size();
     const auto res = std::from_chars(bytes.data(), end, value);
@@ -97,7 +110,6 @@ struct Serializer<T, std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v
     return value;
   }
 
- private:
   static std::string excerpt(std::string_view bytes) {
     return bytes.size() <= 40 ? std::string(bytes) : std::string(bytes.substr(0, 40)) + "...";
   }
