@@ -442,9 +442,25 @@ TYPED_TEST(RateLimiterTest, AMovedFromLimiterThrowsError) {
   EXPECT_THROW(rl.allow("k"), redkit::Error);       // NOLINT(bugprone-use-after-move): the point
   EXPECT_THROW(rl.wait("k", 10ms), redkit::Error);  // NOLINT(bugprone-use-after-move)
   EXPECT_THROW(rl.reset("k"), redkit::Error);       // NOLINT(bugprone-use-after-move)
+  try {
+    rl.allow("k");  // NOLINT(bugprone-use-after-move)
+  } catch (const redkit::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("RedisRateLimiter was moved from"), std::string::npos) << e.what();
+  }
   EXPECT_TRUE(other.allow("k").allowed);
   auto copy = other;  // copies share the settings
   EXPECT_EQ(copy.allow("k").remaining, 1);  // and the same key in Redis
+  rl = copy;  // a moved-from limiter may be assigned to, and then works
+  EXPECT_TRUE(rl.allow("k").allowed);
+  EXPECT_FALSE(rl.allow("k").allowed);  // the third of the burst of 3
+}
+
+TYPED_TEST(RateLimiterTest, WaitWithTheLongestTimeoutSaturatesInsteadOfOverflowing) {
+  auto rl = this->limiter({20, 1s, 1});  // 50 ms per request
+  ASSERT_TRUE(rl.allow("k").allowed);
+  const auto t0 = Clock::now();
+  EXPECT_TRUE(rl.wait("k", std::chrono::milliseconds::max()));
+  EXPECT_LT(ms_since(t0), 1000);
 }
 
 TEST(RateLimiterCluster, EachKeyLivesOnTheMasterOfItsSlotAndKeysSpreadOverAllMasters) {
@@ -478,6 +494,30 @@ TEST(RateLimiterConfig, NonPositiveRatePeriodOrBurstIsConfigError) {
   EXPECT_THROW(RedisRateLimiter<>(unused, "p:", {1, 1s, -3}), ConfigError);
   EXPECT_THROW(RedisRateLimiter<>(unused, "p:", RateLimit{}), ConfigError);  // the defaults are no limit
   EXPECT_NO_THROW(RedisRateLimiter<>(unused, "p:", {1, 1ms, 1}));
+}
+
+TEST(RateLimiterConfig, TheMessageNamesTheFieldAndTheValue) {
+  redkit::Redis unused(redkit::Options::from_uri("redis://127.0.0.1:1/0"));  // never contacted
+  auto message = [&](RateLimit limit) -> std::string {
+    try {
+      RedisRateLimiter<> rl(unused, "p:", limit);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "(no ConfigError)";
+  };
+  EXPECT_NE(message({0, 1s, 1}).find("rate must be at least 1, not 0"), std::string::npos) << message({0, 1s, 1});
+  EXPECT_NE(message({1, -5ms, 1}).find("period must be positive (got -5 ms)"), std::string::npos)
+      << message({1, -5ms, 1});
+  EXPECT_NE(message({1, 1s, -3}).find("burst must be at least 1, not -3"), std::string::npos)
+      << message({1, 1s, -3});
+  RedisRateLimiter<> rl(unused, "p:", {10, 1s, 5});
+  try {
+    rl.allow("k", 6);
+    ADD_FAILURE() << "no ConfigError for a cost above the burst";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("cost 6 is outside 1..5"), std::string::npos) << e.what();
+  }
 }
 
 TEST(RateLimiterConfig, LimitsBeyondWhatTheScriptComputesExactlyAreConfigErrors) {

@@ -46,6 +46,8 @@
 #include <utility>
 
 #include "redkit/command.hpp"
+#include "redkit/detail/duration.hpp"
+#include "redkit/detail/moved_from.hpp"
 #include "redkit/detail/socket.hpp"
 #include "redkit/detail/token.hpp"
 #include "redkit/error.hpp"
@@ -99,8 +101,8 @@ struct RateLimitPlan {
 inline std::shared_ptr<const RateLimitPlan> plan_rate_limit(std::string prefix, const RateLimit& limit) {
   auto bad = [](const std::string& what) { return ConfigError("redkit: RateLimit: " + what); };
   if (limit.rate <= 0) throw bad("rate must be at least 1, not " + std::to_string(limit.rate));
-  if (limit.period.count() <= 0) throw bad("period must be at least 1 ms");
   if (limit.burst <= 0) throw bad("burst must be at least 1, not " + std::to_string(limit.burst));
+  check_duration(limit.period, std::chrono::milliseconds(1), "RateLimit: period");
   if (limit.period.count() > kRateLongestUs / 1000) throw bad("period must be at most 2^50 µs (35 years)");
   const std::int64_t period_us = limit.period.count() * 1000;
   const std::int64_t g = std::gcd(period_us, limit.rate);
@@ -263,7 +265,7 @@ class RedisRateLimiter {
 
  private:
   const detail::RateLimitPlan& plan() const {
-    if (!plan_) throw Error("redkit: this redkit::RedisRateLimiter was moved from");
+    detail::check_not_moved_from(plan_ != nullptr, "redkit::RedisRateLimiter");
     return *plan_;
   }
 
