@@ -56,7 +56,15 @@ int main() {
     const long long pttl = redis.command({"PTTL", "example:rl:api:client-42"}).integer();
     std::cout << "Redis holds one key for client-42: \"" << stored << "\" (µs since the epoch, on the server's "
               << "clock), expiring in " << pttl << " ms, when all 3 slots are free again\n";
-    check(pttl > 0 && pttl <= 600, "the key lives at most 3 × 200 ms");
+    // The key expires at the TAT rounded up to the millisecond (PXAT); PTTL
+    // counts from the server's current millisecond, rounded down, so it may
+    // read one more than the 600 ms the bucket takes to drain.
+    const long long expires_at_ms = redis.command({"PEXPIRETIME", "example:rl:api:client-42"}).integer();
+    const long long tat_us = std::stoll(stored);  // the whole µs before any "+num/den"
+    const bool fraction = stored.find('+') != std::string::npos;
+    check(expires_at_ms == (tat_us + (fraction ? 1 : 0) + 999) / 1000,
+          "the key expires at the stored time, rounded up to the millisecond");
+    check(pttl > 0 && pttl <= 601, "the key lives at most 3 × 200 ms (+1 ms of PTTL rounding)");
     const bool denied_again = !limiter.allow("client-42").allowed;
     const bool unchanged = redis.command({"GET", "example:rl:api:client-42"}).string_copy() == stored;
     std::cout << "one more request: " << (denied_again ? "denied" : "allowed") << ", and the key is "
