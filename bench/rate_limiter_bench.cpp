@@ -16,6 +16,7 @@
 
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@
 #include <redkit/rate_limiter.hpp>
 
 #include "bench_common.hpp"
+#include "support/nodes.hpp"
 #include "support/server.hpp"
 
 namespace {
@@ -55,23 +57,24 @@ std::string script_load(redisContext* c, const std::string& source) {
   return std::string(r->str, r->len);
 }
 
-// commandstats "calls" per command, and total_commands_processed.
+const char* const kCounted[] = {"evalsha", "eval", "time", "get", "set"};
+
+std::string info(redisContext* c, const char* section) {
+  std::unique_ptr<redisReply, ReplyFree> r(static_cast<redisReply*>(redisCommand(c, "INFO %s", section)));
+  if (!r || r->type != REDIS_REPLY_STRING) throw std::runtime_error("INFO failed");
+  return std::string(r->str, r->len);
+}
+
+// commandstats "calls" of each counted command (0 before its first call),
+// and total_commands_processed, read with the test support's INFO parser.
 std::map<std::string, long long> server_calls(redisContext* c) {
   std::map<std::string, long long> out;
-  for (const char* section : {"commandstats", "stats"}) {
-    std::unique_ptr<redisReply, ReplyFree> r(static_cast<redisReply*>(redisCommand(c, "INFO %s", section)));
-    if (!r || r->type != REDIS_REPLY_STRING) throw std::runtime_error("INFO failed");
-    const std::string text(r->str, r->len);
-    std::size_t at = 0;
-    while ((at = text.find("cmdstat_", at)) != std::string::npos) {
-      const std::size_t colon = text.find(':', at);
-      const std::size_t calls = text.find("calls=", colon);
-      out[text.substr(at + 8, colon - at - 8)] = std::stoll(text.substr(calls + 6));
-      at = colon;
-    }
-    const std::size_t total = text.find("total_commands_processed:");
-    if (total != std::string::npos) out["(total)"] = std::stoll(text.substr(total + 25));
+  const std::string commandstats = info(c, "commandstats");
+  for (const char* cmd : kCounted) {
+    const std::string stat = redkit::test::info_field(commandstats, std::string("cmdstat_") + cmd);  // calls=N,...
+    out[cmd] = stat.rfind("calls=", 0) == 0 ? std::stoll(stat.substr(6)) : 0;
   }
+  out["(total)"] = std::stoll(redkit::test::info_field(info(c, "stats"), "total_commands_processed"));
   return out;
 }
 
@@ -82,8 +85,8 @@ void print_server_calls(const char* what, redisContext* ctl, int n, Body body) {
   for (int i = 0; i < n; ++i) body();
   auto after = server_calls(ctl);
   std::printf("%-34s", what);
-  for (const char* cmd : {"evalsha", "eval", "time", "get", "set"}) {
-    const long long calls = after[cmd] - (before.count(cmd) ? before.at(cmd) : 0);
+  for (const char* cmd : kCounted) {
+    const long long calls = after.at(cmd) - before.at(cmd);
     std::printf(" %s %.2f", cmd, static_cast<double>(calls) / n);
   }
   // The two INFO calls of the measurement itself are not the decisions'.
