@@ -13,6 +13,7 @@
 #include "redkit/lease.hpp"
 #include "redkit/lock.hpp"
 #include "redkit/options.hpp"
+#include "redkit/rate_limiter.hpp"
 #include "redkit/redis.hpp"
 #include "redkit/redlock.hpp"
 #include "redkit/reply.hpp"
