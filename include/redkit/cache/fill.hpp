@@ -1,0 +1,297 @@
+/// @file cache/fill.hpp
+/// One get_or_set call: single flight in the process, the fill lock across
+/// processes (claim, wait, load, finish), stale serving and XFetch early
+/// refresh. Part of <redkit/cache.hpp>; RedisCache::get_or_set documents
+/// the behaviour.
+///
+/// Thread safety: a GetOrSet object belongs to one call on one thread; what
+/// it shares (counters, flights, client) is thread-safe.
+/// Exceptions: whatever the loader or serialize throws; IoError, ReplyError.
+#pragma once
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "redkit/cache/entry_keys.hpp"
+#include "redkit/cache/errors.hpp"
+#include "redkit/cache/options.hpp"
+#include "redkit/cache/scripts.hpp"
+#include "redkit/cache/waiter.hpp"
+#include "redkit/command.hpp"
+#include "redkit/detail/single_flight.hpp"
+#include "redkit/detail/token.hpp"
+#include "redkit/reply.hpp"
+
+namespace redkit::detail::cache {
+
+/// get_or_set's result for a loader returning R: std::optional<T> for a
+/// loader returning std::optional, T otherwise.
+template <class T, class R>
+struct LoaderResult {
+  static_assert(std::is_convertible_v<R, T>,
+                "redkit::RedisCache::get_or_set: the loader must return T, something that converts "
+                "to T, or std::optional<T> (empty = absent)");
+  using type = T;
+  static constexpr bool optional = false;
+};
+template <class T, class U>
+struct LoaderResult<T, std::optional<U>> {
+  static_assert(std::is_convertible_v<U, T>,
+                "redkit::RedisCache::get_or_set: a loader returning std::optional<U> needs U to "
+                "convert to T");
+  using type = std::optional<T>;
+  static constexpr bool optional = true;
+};
+
+/// In-process single flight of a cache: one load per key at a time.
+template <class T>
+using Flights = detail::SingleFlight<std::optional<T>>;
+
+/// What one get_or_set read saw. value points into replies.
+struct Snapshot {
+  std::vector<Reply> replies;
+  std::optional<std::string_view> value;
+  long long pttl = -1;  // -1: not read (or no expiry)
+  std::string_view meta;
+};
+
+inline std::string decimal(long long v) { return std::to_string(v); }
+
+/// One get_or_set call on the entry `keys`, storing for ttl. The loader
+/// (a callable returning std::optional<T>) is passed to run().
+template <class T, class Serializer, class Client>
+class GetOrSet {
+ public:
+  GetOrSet(Client& client, const CacheOptions& options, Counters& counters, Flights<T>& flights, EntryKeys keys,
+           std::chrono::milliseconds ttl, bool optional_loader)
+      : client_(client),
+        options_(options),
+        counters_(counters),
+        flights_(flights),
+        keys_(std::move(keys)),
+        ttl_(ttl),
+        optional_loader_(optional_loader),
+        flight_((optional_loader ? "o" : "v") + keys_.value) {}
+
+  /// The value, read or loaded (nullopt: an "absent" result).
+  template <class Load>
+  std::optional<T> run(Load& load) {
+    Snapshot s = read_snapshot();
+    bool replace = false;  // the stored bytes are unreadable: load over them
+    if (s.value) {
+      std::optional<T> value;
+      try {
+        value.emplace(decode(*s.value));
+      } catch (const DecodeError&) {
+        replace = true;
+      }
+      if (value) {
+        Counters::bump(counters_.hits);
+        if (!due_for_refresh(s)) return value;
+        auto fresh = flights_.run_unless_busy(flight_, [&] { return refresh(load, value, s.pttl); });
+        return fresh ? std::move(*fresh) : value;
+      }
+    } else if (optional_loader_ && s.meta == "absent") {
+      Counters::bump(counters_.hits);
+      return std::nullopt;
+    }
+    Counters::bump(counters_.misses);
+    if (options_.stale_ttl.count() > 0 && !replace && flights_.busy(flight_)) {
+      if (auto stale = read_stale()) return stale;
+    }
+    return flights_.run(flight_, [&] { return fill(load, replace); }, counters_.coalesced);
+  }
+
+ private:
+  using Kind = Claim::Kind;
+
+  T decode(std::string_view bytes) { return cache::decode<T, Serializer>(counters_, keys_.value, {}, bytes); }
+
+  // GET, plus PTTL and the meta side key when early refresh or negative
+  // caching may need them, in one round trip.
+  Snapshot read_snapshot() {
+    Snapshot s;
+    if (options_.xfetch_beta > 0.0 || optional_loader_) {
+      s.replies = client_.pipeline(
+          {Command{"GET"}.key(keys_.value), Command{"PTTL"}.key(keys_.value), Command{"GET"}.key(keys_.meta)});
+      for (const auto& r : s.replies) r.check();
+      s.value = s.replies[0].optional_string();
+      s.pttl = s.replies[1].integer();
+      s.meta = s.replies[2].optional_string().value_or(std::string_view());
+    } else {
+      s.replies.push_back(client_.command(Command{"GET"}.key(keys_.value)));
+      s.value = s.replies[0].optional_string();
+    }
+    return s;
+  }
+
+  // XFetch: reload early when load_time * beta * -ln(u) >= time left.
+  bool due_for_refresh(const Snapshot& s) const {
+    if (options_.xfetch_beta <= 0.0 || s.pttl <= 0) return false;
+    long long delta_ms = 0;
+    const auto res = std::from_chars(s.meta.data(), s.meta.data() + s.meta.size(), delta_ms);
+    if (res.ec != std::errc() || delta_ms <= 0) return false;  // no load time known
+    const double gap = static_cast<double>(delta_ms) * options_.xfetch_beta * -std::log(detail::random_unit());
+    return gap >= static_cast<double>(s.pttl);
+  }
+
+  // An early refresh by this caller, who holds the value `current` read
+  // with seen_pttl left. Gives up (returning current) if another caller is
+  // loading or has rewritten the value since.
+  template <class Load>
+  std::optional<T> refresh(Load& load, const std::optional<T>& current, long long seen_pttl) {
+    const std::string token = detail::unique_token();
+    const Claim c = claim(token, false, false, std::to_string(seen_pttl), "keep");
+    if (c.kind != Kind::Load) return current;
+    Counters::bump(counters_.early_refreshes);
+    return load_and_store(load, token);
+  }
+
+  // The load path of one flight: wait for another process's load, serve
+  // the stale copy, or load.
+  template <class Load>
+  std::optional<T> fill(Load& load, bool replace) {
+    const std::string token = detail::unique_token();
+    const auto deadline = std::chrono::steady_clock::now() + options_.wait_timeout;
+    bool check_present = !replace;
+    bool allow_stale = options_.stale_ttl.count() > 0;
+    for (;;) {
+      const Claim c = claim(token, check_present, optional_loader_, "", allow_stale ? "stale" : "wait");
+      switch (c.kind) {
+        case Kind::Present: {
+          Reply r = client_.command(Command{"GET"}.key(keys_.value));
+          if (r.is_nil()) break;  // gone again: claim again
+          try {
+            return decode(r.string());
+          } catch (const DecodeError&) {
+            check_present = false;
+          }
+          break;
+        }
+        case Kind::Absent:
+          return std::nullopt;
+        case Kind::Load:
+          return load_and_store(load, token);
+        case Kind::Stale:
+          if (auto stale = read_stale()) return stale;
+          allow_stale = false;  // vanished or unreadable: wait instead
+          break;
+        case Kind::Wait: {
+          const auto now = std::chrono::steady_clock::now();
+          if (now >= deadline) return load_and_store(load, std::string());
+          const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+          // The lock's expiry bounds the wait: a crashed loader's lock runs out.
+          wait_for_fill(client_, keys_.wake, c.fill_pttl.count() > 0 ? std::min(c.fill_pttl, left) : left);
+          check_present = true;
+          break;
+        }
+        case Kind::Fresh:
+        case Kind::Busy:
+          break;  // not asked for by fill
+      }
+    }
+  }
+
+  Claim claim(const std::string& token, bool check_present, bool honour_negative, const std::string& seen_pttl,
+              const char* on_busy) {
+    const std::string_view keys[] = {keys_.value, keys_.meta, keys_.fill, keys_.waiters, keys_.stale};
+    const std::string args[] = {token,
+                                decimal(options_.fill_lock_ttl.count()),
+                                check_present ? "1" : "0",
+                                honour_negative ? "1" : "0",
+                                seen_pttl,
+                                on_busy};
+    Reply r = client_.eval(claim_script(), keys, args);
+    return Claim{claim_kind(r[0].string()), std::chrono::milliseconds(r[1].integer())};
+  }
+
+  // Calls the loader (this caller holds the fill lock when token is not
+  // empty) and stores its result: SET PX, then finish_script.
+  template <class Load>
+  std::optional<T> load_and_store(Load& load, const std::string& token) {
+    Counters::bump(counters_.loads);
+    const auto start = std::chrono::steady_clock::now();
+    std::optional<T> result;
+    try {
+      result = load();
+    } catch (...) {
+      Counters::bump(counters_.load_failures);
+      release_quietly(token);
+      throw;
+    }
+    const auto took = std::chrono::steady_clock::now() - start;
+    const long long delta_ms = std::max<long long>(1, std::chrono::ceil<std::chrono::milliseconds>(took).count());
+    if (!result) {
+      const long long negative = options_.negative_ttl ? options_.negative_ttl->count() : 0;
+      finish(token, "absent", "", negative);
+      return result;
+    }
+    const std::chrono::milliseconds stored_ttl = jittered(options_, ttl_);
+    try {
+      decltype(auto) bytes = Serializer::serialize(*result);
+      const std::string_view view = bytes;
+      store_context(keys_.value, view.size(), [&] {
+        client_.command(Command{"SET"}.key(keys_.value).arg_view(view).arg("PX").arg(
+            static_cast<long long>(stored_ttl.count())));
+      });
+    } catch (...) {
+      release_quietly(token);
+      throw;
+    }
+    finish(token, "stored", std::to_string(delta_ms), stored_ttl.count());
+    return result;
+  }
+
+  void finish(const std::string& token, const char* outcome, const std::string& meta, long long meta_ttl_ms) {
+    const std::string_view keys[] = {keys_.value, keys_.meta, keys_.fill, keys_.waiters, keys_.wake, keys_.stale};
+    const std::string args[] = {token,
+                                outcome,
+                                meta,
+                                decimal(meta_ttl_ms),
+                                decimal(options_.stale_ttl.count()),
+                                decimal(options_.fill_lock_ttl.count())};
+    client_.eval(finish_script(), keys, args);
+  }
+
+  // A failed load still releases the lock and wakes the waiters (one of
+  // them loads next). Best effort: the load's own exception is what the
+  // caller gets.
+  void release_quietly(const std::string& token) noexcept {
+    try {
+      finish(token, "failed", "", 0);
+    } catch (...) {
+    }
+  }
+
+  std::optional<T> read_stale() {
+    Reply r = client_.command(Command{"GET"}.key(keys_.stale));
+    if (r.is_nil()) return std::nullopt;
+    try {
+      std::optional<T> value(std::in_place, decode(r.string()));
+      Counters::bump(counters_.stale_served);
+      return value;
+    } catch (const DecodeError&) {
+      return std::nullopt;
+    }
+  }
+
+  Client& client_;
+  const CacheOptions& options_;
+  Counters& counters_;
+  Flights<T>& flights_;
+  const EntryKeys keys_;
+  const std::chrono::milliseconds ttl_;
+  const bool optional_loader_;
+  const std::string flight_;
+};
+
+}  // namespace redkit::detail::cache

@@ -1,0 +1,135 @@
+/// @file cache/options.hpp
+/// redkit::CacheOptions (how a RedisCache stores and refreshes values) and
+/// redkit::CacheStats (what it did), with the range checks and the TTL
+/// jitter that follow from the options. Part of <redkit/cache.hpp>.
+///
+/// Thread safety: plain values; the counters behind CacheStats are atomics.
+/// Exceptions: the checks throw ConfigError naming the field.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+
+#include "redkit/detail/token.hpp"
+#include "redkit/error.hpp"
+
+namespace redkit {
+
+/// How a RedisCache stores and refreshes values. Every duration must be
+/// positive unless its comment says otherwise; the constructor checks.
+struct CacheOptions {
+  /// Time to live of a stored value when set() or get_or_set() is not given
+  /// one.
+  std::chrono::milliseconds ttl{std::chrono::minutes(5)};
+
+  /// Spreads expiries so that values written together do not expire
+  /// together: each write's TTL is ttl * (1 - ttl_jitter * u), u uniform in
+  /// [0, 1). Never longer than asked. 0 (the default) = exactly ttl. Must be
+  /// in [0, 1).
+  double ttl_jitter = 0.0;
+
+  /// Negative caching for loaders that return std::optional<T>: an empty
+  /// result is remembered for this long, so get_or_set returns nullopt
+  /// without calling the loader again. Unset (the default) = not remembered.
+  std::optional<std::chrono::milliseconds> negative_ttl;
+
+  /// Probabilistic early refresh (XFetch, Vattani et al., VLDB 2015): a
+  /// get_or_set that finds the value reloads it before it expires with
+  /// probability growing as expiry nears: when
+  /// `load_time * xfetch_beta * -ln(rand()) >= remaining_ttl`. Other callers
+  /// keep getting the current value meanwhile. Above 1 refreshes earlier,
+  /// below 1 later; 0 turns it off. Costs a PTTL and a GET of the side key
+  /// in the same round trip as each get_or_set read.
+  double xfetch_beta = 1.0;
+
+  /// Stale serving: when above 0, every write also keeps a copy of the
+  /// value for ttl + stale_ttl (COPY, so Redis 6.2 or later), and a
+  /// get_or_set that misses while another caller is already loading the
+  /// key returns that stale copy at once instead of waiting. get(),
+  /// get_many() and contains() never return it. 0 (the default) = off.
+  std::chrono::milliseconds stale_ttl{0};
+
+  /// How long one loader holds a key's fill lock. A loader that takes
+  /// longer (or crashed) lets the next caller load too.
+  std::chrono::milliseconds fill_lock_ttl{std::chrono::seconds(10)};
+
+  /// The longest a get_or_set waits for a load in another process before
+  /// it calls its own loader (without the lock). 0 = never wait.
+  std::chrono::milliseconds wait_timeout{std::chrono::seconds(10)};
+};
+
+/// Counters of one RedisCache object (this process only), read with
+/// RedisCache::stats().
+struct CacheStats {
+  std::uint64_t hits = 0;             ///< reads that found a usable value (or a cached "absent")
+  std::uint64_t misses = 0;           ///< reads that found none
+  std::uint64_t loads = 0;            ///< loader calls
+  std::uint64_t load_failures = 0;    ///< loader calls that threw
+  std::uint64_t errors = 0;           ///< stored values the serializer could not read
+  std::uint64_t early_refreshes = 0;  ///< XFetch reloads of a value not yet expired
+  std::uint64_t coalesced = 0;        ///< get_or_set calls that shared another thread's load
+  std::uint64_t stale_served = 0;     ///< get_or_set calls answered with the stale copy
+};
+
+namespace detail::cache {
+
+/// The live counters behind CacheStats.
+struct Counters {
+  using Counter = std::atomic<std::uint64_t>;
+  Counter hits{0}, misses{0}, loads{0}, load_failures{0}, errors{0}, early_refreshes{0}, coalesced{0},
+      stale_served{0};
+
+  static void bump(Counter& c) noexcept { c.fetch_add(1, std::memory_order_relaxed); }
+
+  CacheStats snapshot() const noexcept {
+    CacheStats s;
+    s.hits = hits.load(std::memory_order_relaxed);
+    s.misses = misses.load(std::memory_order_relaxed);
+    s.loads = loads.load(std::memory_order_relaxed);
+    s.load_failures = load_failures.load(std::memory_order_relaxed);
+    s.errors = errors.load(std::memory_order_relaxed);
+    s.early_refreshes = early_refreshes.load(std::memory_order_relaxed);
+    s.coalesced = coalesced.load(std::memory_order_relaxed);
+    s.stale_served = stale_served.load(std::memory_order_relaxed);
+    return s;
+  }
+};
+
+/// o, if every field is in range. @throws ConfigError naming the field.
+inline const CacheOptions& checked(const CacheOptions& o) {
+  if (o.ttl.count() <= 0) throw ConfigError("redkit: cache ttl must be positive");
+  if (!(o.ttl_jitter >= 0.0 && o.ttl_jitter < 1.0)) {
+    throw ConfigError("redkit: cache ttl_jitter must be in [0, 1)");
+  }
+  if (o.negative_ttl && o.negative_ttl->count() <= 0) {
+    throw ConfigError("redkit: cache negative_ttl must be positive when set");
+  }
+  if (!(o.xfetch_beta >= 0.0 && std::isfinite(o.xfetch_beta))) {
+    throw ConfigError("redkit: cache xfetch_beta must be a finite number >= 0");
+  }
+  if (o.stale_ttl.count() < 0) throw ConfigError("redkit: cache stale_ttl must not be negative");
+  if (o.fill_lock_ttl.count() <= 0) throw ConfigError("redkit: cache fill_lock_ttl must be positive");
+  if (o.wait_timeout.count() < 0) throw ConfigError("redkit: cache wait_timeout must not be negative");
+  return o;
+}
+
+/// @throws ConfigError if a TTL given to set() or get_or_set() is not positive.
+inline void check_ttl(std::chrono::milliseconds ttl) {
+  if (ttl.count() <= 0) throw ConfigError("redkit: cache ttl must be positive");
+}
+
+/// ttl shortened by CacheOptions::ttl_jitter: ttl * (1 - jitter * u), u in
+/// [0, 1), at least 1 ms.
+inline std::chrono::milliseconds jittered(const CacheOptions& o, std::chrono::milliseconds ttl) {
+  if (o.ttl_jitter <= 0.0) return ttl;
+  const double cut = static_cast<double>(ttl.count()) * o.ttl_jitter * (1.0 - detail::random_unit());
+  return std::chrono::milliseconds(std::max<long long>(1, ttl.count() - static_cast<long long>(cut)));
+}
+
+}  // namespace detail::cache
+
+}  // namespace redkit
