@@ -419,6 +419,29 @@ TYPED_TEST(CacheTest, EarlyRefreshEightThreadsAcrossExpirySeeNoMissAndCauseOneRe
   EXPECT_GT(this->raw_pttl(this->prefix + "hot"), 50000);
 }
 
+TYPED_TEST(CacheTest, AFailedEarlyRefreshReturnsTheCurrentValueInsteadOfThrowing) {
+  CacheOptions o;
+  o.xfetch_beta = 1e12;  // with a load time stored, every read is due for an early refresh
+  typename TestFixture::template Cache<std::string> cache(this->client, this->prefix, o);
+  ASSERT_EQ(cache.get_or_set("k", [] { return std::string("v1"); }, 60s), "v1");
+  int calls = 0;
+  auto failing = [&]() -> std::string {
+    ++calls;
+    throw std::runtime_error("backend down");
+  };
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(cache.get_or_set("k", failing, 60s), "v1") << "call " << i;
+  EXPECT_EQ(calls, 20);  // each call tried (the lock was released after each failure)
+  const auto s = cache.stats();
+  EXPECT_EQ(s.early_refreshes, 20u);
+  EXPECT_EQ(s.load_failures, 20u);
+  EXPECT_EQ(this->raw_get(this->prefix + "k"), "v1");  // the value is untouched
+  EXPECT_GT(this->raw_pttl(this->prefix + "k"), 50000);
+
+  // A refresh that works replaces it.
+  EXPECT_EQ(cache.get_or_set("k", [] { return std::string("v2"); }, 60s), "v2");
+  EXPECT_EQ(this->raw_get(this->prefix + "k"), "v2");
+}
+
 TYPED_TEST(CacheTest, GetOrSetStoresTheLoadTimeBesideTheValueNotInIt) {
   typename TestFixture::template Cache<std::string> cache(this->client, this->prefix);
   cache.get_or_set("k", [] {

@@ -255,7 +255,8 @@ class RedisCache {
   ///   and is treated as a miss: it is loaded again and overwritten.
   /// - With xfetch_beta > 0, a read that finds the value may reload it early
   ///   (see CacheOptions::xfetch_beta); meanwhile everyone else gets the
-  ///   current value.
+  ///   current value. An early reload that fails (the loader throws) returns
+  ///   the current value to its caller instead of throwing.
   ///
   /// Commands: a hit is one round trip (GET, with PTTL and GET of the meta
   /// side key when XFetch is on or the loader returns std::optional). A load

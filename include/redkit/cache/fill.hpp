@@ -97,8 +97,7 @@ class GetOrSet {
       if (value) {
         Counters::bump(counters_.hits);
         if (!due_for_refresh(s)) return value;
-        auto fresh = flights_.run_unless_busy(flight_, [&] { return refresh(load, value, s.pttl); });
-        return fresh ? std::move(*fresh) : value;
+        return refresh_or_keep(load, std::move(value), s.pttl);
       }
     } else if (optional_loader_ && s.meta == "absent") {
       Counters::bump(counters_.hits);
@@ -142,6 +141,21 @@ class GetOrSet {
     if (res.ec != std::errc() || delta_ms <= 0) return false;  // no load time known
     const double gap = static_cast<double>(delta_ms) * options_.xfetch_beta * -std::log(detail::random_unit());
     return gap >= static_cast<double>(s.pttl);
+  }
+
+  // XFetch decided to reload a value that still has time to live: this
+  // caller reloads it unless another is loading it already. A refresh that
+  // fails (the loader throws, the store fails) costs nothing but the
+  // attempt: the caller gets the current value. (Threads that missed the
+  // key and joined this flight get the exception, as for any failed load.)
+  template <class Load>
+  std::optional<T> refresh_or_keep(Load& load, std::optional<T> current, long long seen_pttl) {
+    try {
+      auto fresh = flights_.run_unless_busy(flight_, [&] { return refresh(load, current, seen_pttl); });
+      return fresh ? std::move(*fresh) : std::move(current);
+    } catch (...) {
+      return current;
+    }
   }
 
   // An early refresh by this caller, who holds the value `current` read
