@@ -23,6 +23,7 @@
 #include <redkit/redkit.hpp>
 
 #include "support/cluster.hpp"
+#include "support/fork.hpp"
 #include "support/server.hpp"
 
 using namespace std::chrono_literals;
@@ -37,41 +38,15 @@ using redkit::test::unique_prefix;
 using redkit::test::wait_until;
 using Clock = std::chrono::steady_clock;
 
+using redkit::test::fork_child;
+using redkit::test::wait_child;
+
 namespace {
 
 Options shared_options() { return Options::from_uri(shared_server().uri()); }
 
 std::chrono::milliseconds since(Clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
-}
-
-// Waits for a forked child; its exit code (or 128 + signal).
-int wait_child(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
-// Runs body in a forked child and returns its exit code; body returns the
-// code (0 = all good). The child never returns into GoogleTest.
-template <class Body>
-pid_t fork_child(Body body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    int code = 99;
-    try {
-      code = body();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "child: %s\n", e.what());
-      code = 98;
-    }
-    std::fflush(stderr);
-    ::_exit(code);
-  }
-  return pid;
 }
 
 volatile sig_atomic_t g_alarms = 0;

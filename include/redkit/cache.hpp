@@ -38,6 +38,7 @@
 #include "redkit/cache/errors.hpp"
 #include "redkit/cache/fanout.hpp"
 #include "redkit/cache/fill.hpp"
+#include "redkit/cache/near.hpp"
 #include "redkit/cache/options.hpp"
 #include "redkit/command.hpp"
 #include "redkit/detail/cache_keys.hpp"
@@ -86,20 +87,31 @@ class RedisCache {
       : client_(std::move(client)),
         prefix_(std::move(prefix)),
         options_(detail::cache::checked(options)),
-        state_(std::make_unique<detail::PerProcess<State>>([] { return new State(); })) {}
+        state_(std::make_unique<detail::PerProcess<State>>(
+            [client = client_, prefix = prefix_, near = options_.near_cache]() mutable {
+              return new State(client, prefix, near);
+            })) {}
 
   /// The value at `prefix + key`, or nullopt if there is none (GET).
   /// @throws DecodeError (naming the Redis key) if the serializer cannot
   /// read the stored bytes; IoError, ReplyError.
   std::optional<T> get(std::string_view key) {
-    const std::string full = detail::cache::full_key(prefix_, key);
-    Reply r = client_.command(Command{"GET"}.key(full));
-    if (r.is_nil()) {
-      count(&Counters::misses);
-      return std::nullopt;
+    State& st = live();
+    if (st.near) {
+      if (std::optional<T> copy = st.near->get(key)) {
+        count(&Counters::hits);
+        return copy;
+      }
     }
-    T value = decode(full, {}, r.string());
-    count(&Counters::hits);
+    const std::string full = detail::cache::full_key(prefix_, key);
+    std::optional<T> value;
+    if (st.near) {
+      value = st.near->fetch(key, full, [&](std::string_view bytes) { return decode(full, {}, bytes); });
+    } else {
+      Reply r = client_.command(Command{"GET"}.key(full));
+      if (!r.is_nil()) value.emplace(decode(full, {}, r.string()));
+    }
+    count(value ? &Counters::hits : &Counters::misses);
     return value;
   }
 
@@ -114,6 +126,7 @@ class RedisCache {
   /// @throws ConfigError if ttl is not positive; as set(key, value).
   void set(std::string_view key, const T& value, std::chrono::milliseconds ttl) {
     detail::cache::check_ttl(ttl);
+    const Forget forget(live(), key);
     const auto keys = entry(key);
     decltype(auto) bytes = Serializer::serialize(value);
     const std::string_view view = bytes;
@@ -125,6 +138,7 @@ class RedisCache {
   /// Removes the value at `prefix + key` and its side keys (UNLINK).
   /// True if a value was there. @throws IoError, ReplyError.
   bool erase(std::string_view key) {
+    const Forget forget(live(), key);
     const auto keys = entry(key);
     std::vector<Command> cmds;
     cmds.push_back(Command{"UNLINK"}.key(keys.value));
@@ -137,6 +151,8 @@ class RedisCache {
   /// True if a value is stored at `prefix + key` (EXISTS).
   /// @throws IoError, ReplyError.
   bool contains(std::string_view key) {
+    State& st = live();
+    if (st.near && st.near->contains(key)) return true;
     return client_.command(Command{"EXISTS"}.key(detail::cache::full_key(prefix_, key))).integer() == 1;
   }
 
@@ -159,6 +175,8 @@ class RedisCache {
     std::vector<std::string_view> names;
     for (const auto& k : keys) names.emplace_back(k);
     std::vector<std::optional<T>> out(names.size());
+    State& st = live();
+    if (st.near) return near_get_many(*st.near, names, std::move(out));
     detail::cache::fetch_many(client_, prefix_, names, [&](std::size_t i, std::optional<std::string_view> bytes) {
       if (!bytes) {
         count(&Counters::misses);
@@ -187,6 +205,17 @@ class RedisCache {
   template <class Items>
   void set_many(const Items& items, std::chrono::milliseconds ttl) {
     detail::cache::check_ttl(ttl);
+    State& st = live();
+    std::vector<std::string_view> written;  // near copies to drop, whatever happens
+    struct ForgetAll {
+      detail::cache::Near<T, Client>* near;
+      const std::vector<std::string_view>& keys;
+      ~ForgetAll() {
+        if (near) {
+          for (std::string_view k : keys) near->drop(k);
+        }
+      }
+    } forget{st.near.get(), written};
     std::vector<Command> cmds;
     std::vector<std::pair<std::string, std::size_t>> stored;  // key and size, for errors
     std::vector<std::size_t> first_command;
@@ -203,6 +232,7 @@ class RedisCache {
         owned.emplace_back(view);  // some other owning type: copy before it goes
         view = owned.back();
       }
+      if (st.near) written.emplace_back(key);
       first_command.push_back(cmds.size());
       append_set(cmds, keys, view, detail::cache::jittered(options_, ttl));
       stored.emplace_back(std::move(keys.value), view.size());
@@ -279,8 +309,23 @@ class RedisCache {
       }
     };
     State& st = live();
-    detail::cache::GetOrSet<T, Serializer, Client> call(client_, options_, st.counters, st.flights, entry(key), ttl,
-                                                        Result::optional);
+    auto precheck = detail::cache::NearPrecheck::None;
+    if (st.near) {
+      if (auto copy = st.near->peek(key)) {
+        if (!detail::cache::xfetch_due(copy->delta_ms, copy->left.count(), options_.xfetch_beta)) {
+          st.near->count_hit();
+          count(&Counters::hits);
+          if constexpr (Result::optional) {
+            return std::optional<T>(std::move(copy->value));
+          } else {
+            return std::move(copy->value);
+          }
+        }
+        precheck = detail::cache::NearPrecheck::DueForRefresh;
+      }
+    }
+    detail::cache::GetOrSet<T, Serializer, Client> call(client_, options_, st.counters, st.flights, key, entry(key),
+                                                        ttl, Result::optional, st.near.get(), precheck);
     std::optional<T> result = call.run(load);
     if constexpr (Result::optional) {
       return result;
@@ -296,12 +341,24 @@ class RedisCache {
   /// UNLINKs; never KEYS. Returns how many keys were removed, side keys
   /// included. Not atomic: values written meanwhile may survive. An empty
   /// prefix clears the whole database. @throws IoError, ReplyError.
-  std::size_t clear() { return detail::cache::clear_prefix(client_, prefix_); }
+  std::size_t clear() {
+    State& st = live();
+    struct ForgetAll {
+      detail::cache::Near<T, Client>* near;
+      ~ForgetAll() {
+        if (near) near->drop_all();
+      }
+    } forget{st.near.get()};
+    return detail::cache::clear_prefix(client_, prefix_);
+  }
 
   /// A snapshot of this object's counters (see CacheStats). Never throws.
   CacheStats stats() const noexcept {
     if (!state_) return CacheStats{};  // moved from
-    return state_->get().counters.snapshot();
+    const State& st = state_->get();
+    CacheStats s = st.counters.snapshot();
+    if (st.near) st.near->add_stats(s);
+    return s;
   }
 
   const std::string& prefix() const noexcept { return prefix_; }
@@ -312,12 +369,75 @@ class RedisCache {
   using Counters = detail::cache::Counters;
   using EntryKeys = detail::cache::EntryKeys;
 
+  using Near = detail::cache::Near<T, Client>;
+
   // What this object keeps per process, behind a pointer so the cache stays
-  // movable.
+  // movable: single flight, counters, and the near cache (a fork child
+  // gets its own, empty, attached to the child's tracker).
   struct State {
+    State(const Client& client, const std::string& prefix, const NearCacheOptions& near_options)
+        : near(near_options.max_entries > 0 ? std::make_unique<Near>(client, prefix, near_options) : nullptr) {}
     detail::cache::Flights<T> flights;
     Counters counters;
+    std::unique_ptr<Near> near;
   };
+
+  // Drops the near copy of key when it goes (after a write of it, whatever
+  // the outcome: the write may have reached Redis).
+  class Forget {
+   public:
+    Forget(State& st, std::string_view key) noexcept : near_(st.near.get()), key_(key) {}
+    Forget(const Forget&) = delete;
+    Forget& operator=(const Forget&) = delete;
+    ~Forget() {
+      if (near_) near_->drop(key_);
+    }
+
+   private:
+    Near* near_;
+    std::string_view key_;
+  };
+
+  // get_many through the near cache: copies from memory, the rest read
+  // (MGET and PTTLs in one round trip) and kept.
+  std::vector<std::optional<T>> near_get_many(Near& near, const std::vector<std::string_view>& names,
+                                              std::vector<std::optional<T>> out) {
+    std::vector<std::size_t> missing;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if ((out[i] = near.get(names[i]))) {
+        count(&Counters::hits);
+      } else {
+        missing.push_back(i);
+      }
+    }
+    if (missing.empty()) return out;
+    std::vector<std::string_view> wanted;
+    wanted.reserve(missing.size());
+    typename Near::Reads reads(near, missing.size());
+    for (std::size_t i : missing) {
+      wanted.push_back(names[i]);
+      reads.add(names[i]);
+    }
+    auto on_value = [&](std::size_t j, std::optional<std::string_view> bytes, long long pttl) {
+      const std::size_t i = missing[j];
+      if (!bytes) {
+        reads.settle(j, nullptr, nullptr, -2);
+        count(&Counters::misses);
+        return;
+      }
+      out[i].emplace(decode(prefix_, names[i], *bytes));
+      reads.settle(j, &*bytes, &*out[i], pttl);
+      count(&Counters::hits);
+    };
+    if (reads.any()) {
+      detail::cache::fetch_many_with_ttl(client_, prefix_, wanted, on_value);
+    } else {
+      detail::cache::fetch_many(client_, prefix_, wanted, [&](std::size_t j, std::optional<std::string_view> b) {
+        on_value(j, b, -2);
+      });
+    }
+    return out;
+  }
 
   EntryKeys entry(std::string_view key) const { return EntryKeys::of(detail::cache::full_key(prefix_, key)); }
 

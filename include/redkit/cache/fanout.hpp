@@ -61,6 +61,47 @@ void fetch_many(Client& client, const std::string& prefix, const std::vector<std
   }
 }
 
+/// As fetch_many, with each key's PTTL read in the same round trip (for
+/// the near cache): on_value(i, bytes or nullopt, pttl_ms). On one server:
+/// one MGET and the PTTLs in one pipeline; on a Cluster: that per hash slot,
+/// all in one pipeline.
+template <class Client, class F>
+void fetch_many_with_ttl(Client& client, const std::string& prefix, const std::vector<std::string_view>& keys,
+                         F&& on_value) {
+  if (keys.empty()) return;
+  std::vector<std::string> full;
+  full.reserve(keys.size());
+  for (std::string_view k : keys) full.push_back(full_key(prefix, k));
+  std::vector<std::vector<std::size_t>> groups;
+  if constexpr (Client::shards_keys) {
+    groups = group_by_slot(full);
+  } else {
+    groups.emplace_back(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) groups[0][i] = i;
+  }
+  std::vector<Command> cmds;
+  cmds.reserve(keys.size() + groups.size());
+  for (const auto& group : groups) {
+    Command mget{"MGET"};
+    for (std::size_t i : group) mget.key(full[i]);
+    cmds.push_back(std::move(mget));
+    for (std::size_t i : group) cmds.push_back(Command{"PTTL"}.key(full[i]));
+  }
+  const std::vector<Reply> replies = client.pipeline(cmds);
+  std::size_t at = 0;
+  for (const auto& group : groups) {
+    const Reply& values = replies[at];
+    values.check();
+    if (values.size() != group.size()) throw ProtocolError("redkit: MGET returned the wrong number of values");
+    for (std::size_t j = 0; j < group.size(); ++j) {
+      const Reply& pttl = replies[at + 1 + j];
+      pttl.check();
+      on_value(group[j], values[j].optional_string(), pttl.integer());
+    }
+    at += 1 + group.size();
+  }
+}
+
 /// SCANs every master for pattern and UNLINKs the keys keep() accepts, one
 /// pipeline of single-key UNLINKs per batch. Returns how many were removed.
 template <class Client, class Keep>

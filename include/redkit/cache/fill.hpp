@@ -23,6 +23,7 @@
 
 #include "redkit/cache/entry_keys.hpp"
 #include "redkit/cache/errors.hpp"
+#include "redkit/cache/near.hpp"
 #include "redkit/cache/options.hpp"
 #include "redkit/cache/scripts.hpp"
 #include "redkit/cache/waiter.hpp"
@@ -64,28 +65,56 @@ struct Snapshot {
   std::string_view meta;
 };
 
+/// What a near cache's get_or_set found in memory: nothing, or a copy that
+/// XFetch says to reload now (the read then goes to Redis and the reload
+/// is decided: no second draw).
+enum class NearPrecheck { None, DueForRefresh };
+
 inline std::string decimal(long long v) { return std::to_string(v); }
 
-/// One get_or_set call on the entry `keys`, storing for ttl. The loader
-/// (a callable returning std::optional<T>) is passed to run().
+/// The load time stored in the meta side key, or 0 when there is none.
+inline long long load_time_ms(std::string_view meta) noexcept {
+  long long delta_ms = 0;
+  const auto res = std::from_chars(meta.data(), meta.data() + meta.size(), delta_ms);
+  return res.ec == std::errc() && res.ptr == meta.data() + meta.size() && delta_ms > 0 ? delta_ms : 0;
+}
+
+/// XFetch: reload early when load_time * beta * -ln(u) >= time left, u
+/// uniform in (0, 1]. Never without a known load time and time left.
+inline bool xfetch_due(long long delta_ms, long long left_ms, double beta) {
+  if (beta <= 0.0 || delta_ms <= 0 || left_ms <= 0) return false;
+  const double gap = static_cast<double>(delta_ms) * beta * -std::log(detail::random_unit());
+  return gap >= static_cast<double>(left_ms);
+}
+
+/// One get_or_set call on the entry `keys` (of the cache's key `key`),
+/// storing for ttl. The loader (a callable returning std::optional<T>) is
+/// passed to run(). near: the cache's near cache in this process, if on:
+/// the value read is kept there, and a load drops the old copy.
 template <class T, class Serializer, class Client>
 class GetOrSet {
  public:
-  GetOrSet(Client& client, const CacheOptions& options, Counters& counters, Flights<T>& flights, EntryKeys keys,
-           std::chrono::milliseconds ttl, bool optional_loader)
+  GetOrSet(Client& client, const CacheOptions& options, Counters& counters, Flights<T>& flights,
+           std::string_view key, EntryKeys keys, std::chrono::milliseconds ttl, bool optional_loader,
+           Near<T, Client>* near = nullptr, NearPrecheck precheck = NearPrecheck::None)
       : client_(client),
         options_(options),
         counters_(counters),
         flights_(flights),
+        key_(key),
         keys_(std::move(keys)),
         ttl_(ttl),
         optional_loader_(optional_loader),
+        near_(near),
+        due_(precheck == NearPrecheck::DueForRefresh),
         flight_((optional_loader ? "o" : "v") + keys_.value) {}
 
   /// The value, read or loaded (nullopt: an "absent" result).
   template <class Load>
   std::optional<T> run(Load& load) {
-    Snapshot s = read_snapshot();
+    std::optional<typename Near<T, Client>::Reads> reads;
+    if (near_) reads.emplace(*near_, 1).add(key_);
+    Snapshot s = read_snapshot(reads && reads->any());
     bool replace = false;  // the stored bytes are unreadable: load over them
     if (s.value) {
       std::optional<T> value;
@@ -94,12 +123,17 @@ class GetOrSet {
       } catch (const DecodeError&) {
         replace = true;
       }
+      if (reads) reads->settle(0, &*s.value, value ? &*value : nullptr, s.pttl, load_time_ms(s.meta));
       if (value) {
         Counters::bump(counters_.hits);
         if (!due_for_refresh(s)) return value;
         return refresh_or_keep(load, std::move(value), s.pttl);
       }
-    } else if (optional_loader_ && s.meta == "absent") {
+    } else if (reads) {
+      reads->settle(0, nullptr, nullptr, -2);
+    }
+    reads.reset();
+    if (!s.value && optional_loader_ && s.meta == "absent") {
       Counters::bump(counters_.hits);
       return std::nullopt;
     }
@@ -116,16 +150,21 @@ class GetOrSet {
   T decode(std::string_view bytes) { return cache::decode<T, Serializer>(counters_, keys_.value, {}, bytes); }
 
   // GET, plus PTTL and the meta side key when early refresh or negative
-  // caching may need them, in one round trip.
-  Snapshot read_snapshot() {
+  // caching may need them, in one round trip. with_pttl: the near cache
+  // keeps what is read, and needs the PTTL.
+  Snapshot read_snapshot(bool with_pttl) {
     Snapshot s;
-    if (options_.xfetch_beta > 0.0 || optional_loader_) {
-      s.replies = client_.pipeline(
-          {Command{"GET"}.key(keys_.value), Command{"PTTL"}.key(keys_.value), Command{"GET"}.key(keys_.meta)});
+    const bool meta = options_.xfetch_beta > 0.0 || optional_loader_;
+    if (meta || with_pttl) {
+      std::vector<Command> cmds;
+      cmds.push_back(Command{"GET"}.key(keys_.value));
+      cmds.push_back(Command{"PTTL"}.key(keys_.value));
+      if (meta) cmds.push_back(Command{"GET"}.key(keys_.meta));
+      s.replies = client_.pipeline(cmds);
       for (const auto& r : s.replies) r.check();
       s.value = s.replies[0].optional_string();
       s.pttl = s.replies[1].integer();
-      s.meta = s.replies[2].optional_string().value_or(std::string_view());
+      if (meta) s.meta = s.replies[2].optional_string().value_or(std::string_view());
     } else {
       s.replies.push_back(client_.command(Command{"GET"}.key(keys_.value)));
       s.value = s.replies[0].optional_string();
@@ -133,14 +172,12 @@ class GetOrSet {
     return s;
   }
 
-  // XFetch: reload early when load_time * beta * -ln(u) >= time left.
+  // XFetch: reload early when load_time * beta * -ln(u) >= time left (or
+  // when the near cache's copy already drew that, and the value still has
+  // a load time and time left).
   bool due_for_refresh(const Snapshot& s) const {
-    if (options_.xfetch_beta <= 0.0 || s.pttl <= 0) return false;
-    long long delta_ms = 0;
-    const auto res = std::from_chars(s.meta.data(), s.meta.data() + s.meta.size(), delta_ms);
-    if (res.ec != std::errc() || delta_ms <= 0) return false;  // no load time known
-    const double gap = static_cast<double>(delta_ms) * options_.xfetch_beta * -std::log(detail::random_unit());
-    return gap >= static_cast<double>(s.pttl);
+    if (options_.xfetch_beta <= 0.0 || s.pttl <= 0 || load_time_ms(s.meta) == 0) return false;
+    return due_ || xfetch_due(load_time_ms(s.meta), s.pttl, options_.xfetch_beta);
   }
 
   // XFetch decided to reload a value that still has time to live: this
@@ -230,8 +267,17 @@ class GetOrSet {
 
   // Calls the loader (this caller holds the fill lock when token is not
   // empty) and stores its result: SET PX, then finish_script.
+  // A load replaces the value (or its absence): the near cache's copy of
+  // the old one goes, whatever the outcome.
   template <class Load>
   std::optional<T> load_and_store(Load& load, const std::string& token) {
+    struct Forget {
+      Near<T, Client>* near;
+      std::string_view key;
+      ~Forget() {
+        if (near) near->drop(key);
+      }
+    } forget{near_, key_};
     Counters::bump(counters_.loads);
     const auto start = std::chrono::steady_clock::now();
     std::optional<T> result;
@@ -302,9 +348,12 @@ class GetOrSet {
   const CacheOptions& options_;
   Counters& counters_;
   Flights<T>& flights_;
+  const std::string_view key_;
   const EntryKeys keys_;
   const std::chrono::milliseconds ttl_;
   const bool optional_loader_;
+  Near<T, Client>* const near_;
+  const bool due_;
   const std::string flight_;
 };
 

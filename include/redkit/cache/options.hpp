@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 
@@ -18,6 +19,27 @@
 #include "redkit/error.hpp"
 
 namespace redkit {
+
+/// The near cache of a RedisCache: values kept in this process's memory and
+/// dropped when the server says they changed (CLIENT TRACKING, see the
+/// README's "Near cache"). Off unless max_entries is above 0.
+struct NearCacheOptions {
+  /// Most copies kept in this process (for this cache object). 0 (the
+  /// default) = no near cache.
+  std::size_t max_entries = 0;
+
+  /// Most bytes kept: per copy, its key, its serialized value and about 160
+  /// bytes of bookkeeping. A value too large for its share is not kept.
+  /// Must be positive when the near cache is on.
+  std::size_t max_bytes = std::size_t{64} << 20;
+
+  /// The longest a copy is served from memory, counted from the read that
+  /// fetched it: an upper bound on how stale a hit can be if the
+  /// invalidation stream fails in a way nobody notices. Also sets how often
+  /// the invalidation connections are checked (PING every max_age / 4, at
+  /// most every second). Must be positive when the near cache is on.
+  std::chrono::milliseconds max_age{std::chrono::minutes(1)};
+};
 
 /// How a RedisCache stores and refreshes values. Every duration must be
 /// positive unless its comment says otherwise; the constructor checks.
@@ -60,6 +82,10 @@ struct CacheOptions {
   /// The longest a get_or_set waits for a load in another process before
   /// it calls its own loader (without the lock). 0 = never wait.
   std::chrono::milliseconds wait_timeout{std::chrono::seconds(10)};
+
+  /// The near cache: hits served from this process's memory, invalidated by
+  /// the server. Off by default (near_cache.max_entries = 0).
+  NearCacheOptions near_cache;
 };
 
 /// Counters of one RedisCache object (this process only), read with
@@ -73,6 +99,11 @@ struct CacheStats {
   std::uint64_t early_refreshes = 0;  ///< XFetch reloads of a value not yet expired
   std::uint64_t coalesced = 0;        ///< get_or_set calls that shared another thread's load
   std::uint64_t stale_served = 0;     ///< get_or_set calls answered with the stale copy
+  std::uint64_t near_hits = 0;        ///< reads answered from the near cache (also counted in hits)
+  std::uint64_t near_entries = 0;     ///< copies in the near cache now
+  std::uint64_t near_invalidations = 0;  ///< invalidations of this prefix's keys the server sent this process
+  std::uint64_t near_flushes = 0;     ///< times the near cache was emptied at once (tracking lost or
+                                      ///< restarted, FLUSHALL/FLUSHDB, failover, clear())
 };
 
 namespace detail::cache {
@@ -114,6 +145,12 @@ inline const CacheOptions& checked(const CacheOptions& o) {
   if (o.stale_ttl.count() < 0) throw ConfigError("redkit: cache stale_ttl must not be negative");
   if (o.fill_lock_ttl.count() <= 0) throw ConfigError("redkit: cache fill_lock_ttl must be positive");
   if (o.wait_timeout.count() < 0) throw ConfigError("redkit: cache wait_timeout must not be negative");
+  if (o.near_cache.max_entries > 0) {
+    if (o.near_cache.max_bytes == 0) throw ConfigError("redkit: cache near_cache.max_bytes must be positive");
+    if (o.near_cache.max_age.count() <= 0) {
+      throw ConfigError("redkit: cache near_cache.max_age must be positive");
+    }
+  }
   return o;
 }
 
