@@ -111,7 +111,11 @@ class RedisCache {
       Reply r = client_.command(Command{"GET"}.key(full));
       if (!r.is_nil()) value.emplace(decode(full, {}, r.string()));
     }
-    count(value ? &Counters::hits : &Counters::misses);
+    if (value) {
+      count(&Counters::hits);
+    } else {
+      count(&Counters::misses);
+    }
     return value;
   }
 
@@ -173,18 +177,19 @@ class RedisCache {
   template <class Keys>
   std::vector<std::optional<T>> get_many(const Keys& keys) {
     std::vector<std::string_view> names;
+    if constexpr (has_size<Keys>::value) names.reserve(std::size(keys));
     for (const auto& k : keys) names.emplace_back(k);
     std::vector<std::optional<T>> out(names.size());
     State& st = live();
     if (st.near) return near_get_many(*st.near, names, std::move(out));
+    std::uint64_t found = 0;
     detail::cache::fetch_many(client_, prefix_, names, [&](std::size_t i, std::optional<std::string_view> bytes) {
-      if (!bytes) {
-        count(&Counters::misses);
-        return;
-      }
-      out[i].emplace(decode(prefix_, names[i], *bytes));
-      count(&Counters::hits);
+      if (!bytes) return;
+      out[i].emplace(detail::cache::decode<T, Serializer>(st.counters, prefix_, names[i], *bytes));
+      ++found;
     });
+    st.counters.hits.add(found);
+    st.counters.misses.fetch_add(names.size() - found, std::memory_order_relaxed);
     return out;
   }
   std::vector<std::optional<T>> get_many(std::initializer_list<std::string_view> keys) {
@@ -371,6 +376,11 @@ class RedisCache {
 
   using Near = detail::cache::Near<T, Client>;
 
+  template <class R, class = void>
+  struct has_size : std::false_type {};
+  template <class R>
+  struct has_size<R, std::void_t<decltype(std::size(std::declval<const R&>()))>> : std::true_type {};
+
   // What this object keeps per process, behind a pointer so the cache stays
   // movable: single flight, counters, and the near cache (a fork child
   // gets its own, empty, attached to the child's tracker).
@@ -441,7 +451,10 @@ class RedisCache {
 
   EntryKeys entry(std::string_view key) const { return EntryKeys::of(detail::cache::full_key(prefix_, key)); }
 
-  void count(Counters::Counter Counters::*counter) const { Counters::bump(live().counters.*counter); }
+  template <class C>
+  void count(C Counters::*counter) const {
+    Counters::bump(live().counters.*counter);
+  }
 
   T decode(std::string_view head, std::string_view tail, std::string_view bytes) const {
     return detail::cache::decode<T, Serializer>(live().counters, head, tail, bytes);

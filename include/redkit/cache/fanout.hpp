@@ -50,11 +50,10 @@ void fetch_many(Client& client, const std::string& prefix, const std::vector<std
     }
   } else {
     Command mget{"MGET"};
-    std::string full;
-    for (std::string_view k : keys) {
-      full.assign(prefix).append(k);
-      mget.key(full);
-    }
+    std::size_t bytes = 0;
+    for (std::string_view k : keys) bytes += prefix.size() + k.size();
+    mget.reserve(keys.size(), bytes);
+    for (std::string_view k : keys) mget.key(prefix, k);  // each key copied once, into the command
     Reply r = client.command(mget);
     if (r.size() != keys.size()) throw ProtocolError("redkit: MGET returned the wrong number of values");
     for (std::size_t i = 0; i < keys.size(); ++i) on_value(i, r[i].optional_string());

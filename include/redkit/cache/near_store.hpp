@@ -1,8 +1,8 @@
 /// @file cache/near_store.hpp
 /// The memory of a near cache: decoded values of one RedisCache in this
 /// process, bounded by entries and bytes, in shards that each have their own
-/// reader-writer lock (hits of different shards never touch the same lock;
-/// hits of one shard share it). No I/O here: cache/tracker.hpp says when a
+/// reader-writer lock, striped so that hits from different threads write
+/// no common cache line (detail/striped.hpp). No I/O here: cache/tracker.hpp says when a
 /// copy may no longer be trusted, cache/near.hpp reads Redis. Part of
 /// <redkit/cache.hpp>.
 ///
@@ -36,39 +36,15 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 
 #include "redkit/cache/options.hpp"
+#include "redkit/detail/striped.hpp"
 
 namespace redkit::detail::cache {
-
-/// A counter that many threads bump at once without sharing a cache line:
-/// each thread adds to one of a few padded cells, a read sums them.
-class StripedCounter {
- public:
-  void add(std::uint64_t n = 1) noexcept { cells_[stripe()].value.fetch_add(n, std::memory_order_relaxed); }
-  std::uint64_t load() const noexcept {
-    std::uint64_t sum = 0;
-    for (const Cell& c : cells_) sum += c.value.load(std::memory_order_relaxed);
-    return sum;
-  }
-
- private:
-  static constexpr std::size_t kCells = 8;
-  struct alignas(64) Cell {
-    std::atomic<std::uint64_t> value{0};
-  };
-  static std::size_t stripe() noexcept {
-    static std::atomic<unsigned> next{0};
-    thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
-    return mine % kCells;
-  }
-  std::array<Cell, kCells> cells_;
-};
 
 /// Trust shared by every near cache of one client in one process, kept by
 /// the tracker (cache/tracker.hpp). An epoch is even while tracking is
@@ -87,8 +63,10 @@ class TrackingState {
   std::uint64_t verified_topology() const noexcept { return topology_.load(std::memory_order_acquire); }
 
  protected:
-  std::atomic<std::uint64_t> epoch_{1};
+  // Read by every hit; kept apart from anything written often.
+  alignas(64) std::atomic<std::uint64_t> epoch_{1};
   std::atomic<std::uint64_t> topology_{~std::uint64_t{0}};
+  char pad_[64 - 2 * sizeof(std::atomic<std::uint64_t>)] = {};
 };
 
 /// What a tracker tells the near caches it serves.
@@ -178,7 +156,7 @@ class NearStore final : public NearListener {
     t.topology = topology;
     t.key.assign(key.data(), key.size());
     Shard& s = shard_of(t.key);
-    std::unique_lock<std::shared_mutex> lk(s.m);
+    std::unique_lock<detail::StripedSharedMutex> lk(s.m);
     auto [it, fresh] = s.pending.try_emplace(t.key, 0);
     if (fresh) it->second = ++s.next_ticket;
     t.id = it->second;
@@ -195,7 +173,7 @@ class NearStore final : public NearListener {
     if (!t) return;
     const std::size_t hash = bytes ? std::hash<std::string_view>{}(*bytes) : 0;
     Shard& s = shard_of(t.key);
-    std::unique_lock<std::shared_mutex> lk(s.m);
+    std::unique_lock<detail::StripedSharedMutex> lk(s.m);
     const auto p = s.pending.find(t.key);
     const bool mine = p != s.pending.end() && p->second == t.id;
     if (!mine) {
@@ -227,7 +205,7 @@ class NearStore final : public NearListener {
   void abandon(NearTicket& t) noexcept {
     if (!t) return;
     Shard& s = shard_of(t.key);
-    std::unique_lock<std::shared_mutex> lk(s.m);
+    std::unique_lock<detail::StripedSharedMutex> lk(s.m);
     const auto p = s.pending.find(t.key);
     if (p != s.pending.end() && p->second == t.id) s.pending.erase(p);
     t.id = 0;
@@ -242,7 +220,7 @@ class NearStore final : public NearListener {
   /// Drops the copy of key and any read in flight (a write of this process).
   void drop(std::string_view key) noexcept {
     Shard& s = shard_of(key);
-    std::unique_lock<std::shared_mutex> lk(s.m);
+    std::unique_lock<detail::StripedSharedMutex> lk(s.m);
     if (auto e = s.index.find(key); e != s.index.end()) erase(s, e);
     if (!s.pending.empty()) {
       if (auto p = s.pending.find(std::string(key)); p != s.pending.end()) s.pending.erase(p);
@@ -256,7 +234,7 @@ class NearStore final : public NearListener {
       Shard& s = shards_[i];
       std::list<Node> doomed;
       {
-        std::unique_lock<std::shared_mutex> lk(s.m);
+        std::unique_lock<detail::StripedSharedMutex> lk(s.m);
         s.index.clear();
         s.pending.clear();
         doomed.swap(s.order);
@@ -275,7 +253,7 @@ class NearStore final : public NearListener {
   std::size_t bytes() const {
     std::size_t total = 0;
     for (std::size_t i = 0; i < shard_count_; ++i) {
-      std::shared_lock<std::shared_mutex> lk(shards_[i].m);
+      detail::StripedSharedMutex::SharedLock lk(shards_[i].m);
       total += shards_[i].bytes;
     }
     return total;
@@ -299,7 +277,7 @@ class NearStore final : public NearListener {
   using Order = std::list<Node>;
 
   struct alignas(64) Shard {
-    mutable std::shared_mutex m;
+    mutable detail::StripedSharedMutex m;
     Order order;  // front: newest, or given a second chance
     std::unordered_map<std::string_view, typename Order::iterator> index;  // views of Node::key
     std::unordered_map<std::string, std::uint64_t> pending;                 // key -> ticket of the read in flight
@@ -328,7 +306,7 @@ class NearStore final : public NearListener {
   template <class F>
   bool read(std::string_view key, bool count, F&& f) {
     Shard& s = shard_of(key);
-    std::shared_lock<std::shared_mutex> lk(s.m);
+    detail::StripedSharedMutex::SharedLock lk(s.m);
     const auto e = s.index.find(key);
     if (e == s.index.end()) return false;
     const Node& n = *e->second;
@@ -370,7 +348,7 @@ class NearStore final : public NearListener {
   const std::chrono::milliseconds max_age_;
   const std::size_t shard_count_;
   std::unique_ptr<Shard[]> shards_;
-  StripedCounter hits_;
+  detail::StripedCounter hits_;
   std::atomic<std::uint64_t> entries_{0};
   std::atomic<std::uint64_t> invalidations_{0};
   std::atomic<std::uint64_t> flushes_{0};

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "redkit/detail/striped.hpp"
 #include "redkit/detail/token.hpp"
 #include "redkit/error.hpp"
 
@@ -108,17 +109,19 @@ struct CacheStats {
 
 namespace detail::cache {
 
-/// The live counters behind CacheStats.
+/// The live counters behind CacheStats. hits is bumped by every hit, near
+/// ones included, from any number of threads: striped.
 struct Counters {
   using Counter = std::atomic<std::uint64_t>;
-  Counter hits{0}, misses{0}, loads{0}, load_failures{0}, errors{0}, early_refreshes{0}, coalesced{0},
-      stale_served{0};
+  detail::StripedCounter hits;
+  Counter misses{0}, loads{0}, load_failures{0}, errors{0}, early_refreshes{0}, coalesced{0}, stale_served{0};
 
   static void bump(Counter& c) noexcept { c.fetch_add(1, std::memory_order_relaxed); }
+  static void bump(detail::StripedCounter& c) noexcept { c.add(); }
 
   CacheStats snapshot() const noexcept {
     CacheStats s;
-    s.hits = hits.load(std::memory_order_relaxed);
+    s.hits = hits.load();
     s.misses = misses.load(std::memory_order_relaxed);
     s.loads = loads.load(std::memory_order_relaxed);
     s.load_failures = load_failures.load(std::memory_order_relaxed);
