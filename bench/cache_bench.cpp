@@ -14,7 +14,10 @@
 //  thread (scaling), the invalidation delay (a raw client's SET
 //  acknowledged -> a reader in this process sees the new value; p50, p99),
 //  and what tracking costs the server per write with N near caches
-//  subscribed (commands, server CPU from INFO cpu, and this process's CPU).
+//  subscribed (commands, server CPU from INFO cpu, and this process's CPU);
+//  the hit rate of a hot-key (Zipf) workload whose working set is ten times
+//  max_entries, beside the best any policy could do (the hottest keys'
+//  share of the reads).
 //
 //   scripts/bench --benchmark_filter=cache
 //   (or: taskset -c 1 build/bench/bench/redkit_bench_cache)
@@ -31,6 +34,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -198,6 +202,11 @@ struct NearSummary {
     double commands_per_write, server_cpu_us_per_write, client_cpu_us_per_write;
   };
   std::vector<Cost> costs;
+  struct HotKeys {
+    std::size_t keys, max_entries, reads;
+    double hit_rate, ideal;
+  };
+  std::vector<HotKeys> hot;
 };
 NearSummary near_summary;
 
@@ -249,6 +258,11 @@ void print_near_summary() {
       std::printf("%2d near caches subscribed     %14.3f %16.2fus %16.2fus\n", c.caches, c.commands_per_write,
                   c.server_cpu_us_per_write, c.client_cpu_us_per_write);
     }
+  }
+  for (const auto& h : n.hot) {
+    std::printf("\nhot keys (Zipf s=1 over %zu keys, max_entries %zu, %zu reads after warm-up): near hit rate %.1f %%, "
+                "best possible (the %zu hottest keys' share) %.1f %%\n",
+                h.keys, h.max_entries, h.reads, h.hit_rate * 100, h.max_entries, h.ideal * 100);
   }
 }
 
@@ -383,6 +397,35 @@ int main(int argc, char** argv) {
     }
   })->Iterations(1)->Unit(benchmark::kMillisecond);
 
+  benchmark::RegisterBenchmark("near/hot_keys_working_set_10x", [&](benchmark::State& st) {
+    constexpr std::size_t kKeys = 10000, kMax = 1000, kWarm = 50000, kReads = 100000;
+    redkit::CacheOptions small = near_options;
+    small.near_cache.max_entries = kMax;
+    redkit::RedisCache<std::string> hot(near_redis, "bench:hot:", small);
+    std::vector<std::pair<std::string, std::string>> values;
+    for (std::size_t i = 0; i < kKeys; ++i) values.emplace_back("k" + std::to_string(i), std::string(100, 'h'));
+    for (std::size_t at = 0; at < kKeys; at += 1000) {
+      hot.set_many(std::vector<std::pair<std::string, std::string>>(values.begin() + at, values.begin() + at + 1000),
+                   std::chrono::hours(1));
+    }
+    // Zipf(1): key i drawn with weight 1 / (i + 1), from a fixed seed.
+    std::vector<double> cdf(kKeys);
+    double sum = 0;
+    for (std::size_t i = 0; i < kKeys; ++i) cdf[i] = (sum += 1.0 / static_cast<double>(i + 1));
+    double top = 0;
+    for (std::size_t i = 0; i < kMax; ++i) top += 1.0 / static_cast<double>(i + 1);
+    std::mt19937_64 rng(42);
+    std::uniform_real_distribution<double> u(0.0, sum);
+    auto draw = [&] { return static_cast<std::size_t>(std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin()); };
+    for (auto _ : st) {
+      for (std::size_t i = 0; i < kWarm; ++i) benchmark::DoNotOptimize(hot.get(values[draw()].first));
+      const auto before = hot.stats().near_hits;
+      for (std::size_t i = 0; i < kReads; ++i) benchmark::DoNotOptimize(hot.get(values[draw()].first));
+      const double rate = static_cast<double>(hot.stats().near_hits - before) / static_cast<double>(kReads);
+      near_summary.hot.push_back({kKeys, kMax, kReads, rate, top / sum});
+    }
+  })->Iterations(1)->Unit(benchmark::kMillisecond);
+
   // The stampede: each round a fresh absent key, 32 threads at once.
   constexpr int kThreads = 32;
   constexpr auto kLoadTime = std::chrono::milliseconds(50);
@@ -416,9 +459,17 @@ int main(int argc, char** argv) {
                                      out.loads.push_back(s.loads);
                                      out.latencies_ms.insert(out.latencies_ms.end(), s.latencies_ms.begin(),
                                                              s.latencies_ms.end());
-                                     st.counters["loads"] = s.loads;
-                                     st.counters["p99_ms"] = percentile(s.latencies_ms, 0.99);
                                    }
+                                   // Over every round, as print_stampede_summary prints
+                                   // them (and bench/report.py charts them).
+                                   const auto& out = stampede_results[slot];
+                                   if (out.loads.empty()) return;
+                                   double loads = 0;
+                                   for (int l : out.loads) loads += l;
+                                   st.counters["loads_per_round"] = loads / static_cast<double>(out.loads.size());
+                                   st.counters["p50_ms"] = percentile(out.latencies_ms, 0.50);
+                                   st.counters["p99_ms"] = percentile(out.latencies_ms, 0.99);
+                                   st.counters["max_ms"] = percentile(out.latencies_ms, 1.0);
                                  })
         ->Iterations(rounds)
         ->Unit(benchmark::kMillisecond)

@@ -13,15 +13,18 @@
 ///
 /// Stored format: the value for `key` lives at exactly `prefix + key`, as
 /// exactly the serializer's bytes, with a PX expiry. Anything else redkit
-/// keeps lives in side keys in the same hash slot (see
-/// detail/cache_keys.hpp): `:rk-meta` (the measured load time for early
-/// refresh, or the marker of a cached "absent"), `:rk-fill` (the fill lock),
-/// `:rk-waiters` and `:rk-wake` (the wake-up of waiting processes),
-/// `:rk-stale` (with stale serving on, a copy of the value that outlives it
-/// by CacheOptions::stale_ttl). So `GET prefix+key` from any language
-/// returns the value, and a value written there by another program is read.
+/// keeps lives in side keys `{T}prefix+key:rk-...` in the same hash slot (T
+/// six digits chosen for the slot; see detail/cache_keys.hpp): `:rk-meta`
+/// (the measured load time for early refresh, or the marker of a cached
+/// "absent"), `:rk-fill` (the fill lock), `:rk-waiters` and `:rk-wake` (the
+/// wake-up of waiting processes), `:rk-stale` (with stale serving on, a copy
+/// of the value that outlives it by CacheOptions::stale_ttl). So `GET
+/// prefix+key` from any language returns the value, and a value written
+/// there by another program is read. ACL: a user needs the key patterns
+/// `~prefix*` and `~{??????}prefix*`.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <deque>
@@ -42,6 +45,8 @@
 #include "redkit/cache/options.hpp"
 #include "redkit/command.hpp"
 #include "redkit/detail/cache_keys.hpp"
+#include "redkit/detail/duration.hpp"
+#include "redkit/detail/moved_from.hpp"
 #include "redkit/detail/fork.hpp"
 #include "redkit/error.hpp"
 #include "redkit/redis.hpp"
@@ -61,8 +66,10 @@ namespace redkit {
 /// or any client with their interface (command, pipeline, eval, lease,
 /// masters, shards_keys).
 ///
-/// Thread-safe; share one object per prefix in a process. Movable (a
-/// moved-from cache may only be destroyed), not copyable. A loader must not
+/// Thread-safe; share one object per prefix in a process. Movable, not
+/// copyable: a moved-from cache may only be destroyed or assigned to; any
+/// other member throws redkit::Error saying so (stats() returns zeros,
+/// prefix() and options() are unspecified but safe). A loader must not
 /// call get_or_set for its own key on the same object: it would wait for
 /// itself.
 template <class T, class Serializer = redkit::Serializer<T>, class Client = Redis>
@@ -78,8 +85,8 @@ class RedisCache {
                 "waiting caller its own copy)");
 
  public:
-  using value_type = T;
-  using serializer_type = Serializer;
+  using value_type = T;               ///< The cached type.
+  using serializer_type = Serializer;  ///< Turns a T into the stored bytes and back.
 
   /// A cache of values at `prefix + key` in the Redis that client reaches.
   /// Sends nothing. @throws ConfigError for invalid options.
@@ -127,10 +134,12 @@ class RedisCache {
   void set(std::string_view key, const T& value) { set(key, value, options_.ttl); }
 
   /// Stores value with an explicit TTL (with jitter; see set(key, value)).
-  /// @throws ConfigError if ttl is not positive; as set(key, value).
+  /// @throws ConfigError if ttl is not positive or over 100 years; as
+  /// set(key, value).
   void set(std::string_view key, const T& value, std::chrono::milliseconds ttl) {
+    State& st = live();
     detail::cache::check_ttl(ttl);
-    const Forget forget(live(), key);
+    const Forget forget(st, key);
     const auto keys = entry(key);
     decltype(auto) bytes = Serializer::serialize(value);
     const std::string_view view = bytes;
@@ -163,6 +172,7 @@ class RedisCache {
   /// The time the value at `prefix + key` has left (PTTL); nullopt when
   /// there is no value or it has no expiry. @throws IoError, ReplyError.
   std::optional<std::chrono::milliseconds> ttl(std::string_view key) {
+    live();
     const long long ms = client_.command(Command{"PTTL"}.key(detail::cache::full_key(prefix_, key))).integer();
     if (ms < 0) return std::nullopt;
     return std::chrono::milliseconds(ms);
@@ -192,6 +202,7 @@ class RedisCache {
     st.counters.misses.fetch_add(names.size() - found, std::memory_order_relaxed);
     return out;
   }
+  /// get_many() of a braced list: `cache.get_many({"a", "b"})`.
   std::vector<std::optional<T>> get_many(std::initializer_list<std::string_view> keys) {
     return get_many<std::initializer_list<std::string_view>>(keys);
   }
@@ -200,7 +211,9 @@ class RedisCache {
   /// jitter), in one pipeline: what set() sends, for each. Items is any
   /// range of pairs (std::map<std::string, T>, std::vector<std::pair<...>>).
   /// Not atomic: after an error some pairs may be stored.
-  /// @throws as set(), naming the first key that failed.
+  /// @throws as set(): an error reply names the key it answered; a failure
+  /// of the whole pipeline (the server closed the connection, e.g. over a
+  /// value beyond proto-max-bulk-len) names the largest value's key.
   template <class Items>
   void set_many(const Items& items) {
     set_many(items, options_.ttl);
@@ -209,8 +222,8 @@ class RedisCache {
   /// Same, with an explicit TTL. @throws ConfigError if ttl is not positive.
   template <class Items>
   void set_many(const Items& items, std::chrono::milliseconds ttl) {
-    detail::cache::check_ttl(ttl);
     State& st = live();
+    detail::cache::check_ttl(ttl);
     std::vector<std::string_view> written;  // near copies to drop, whatever happens
     struct ForgetAll {
       detail::cache::Near<T, Client>* near;
@@ -243,10 +256,22 @@ class RedisCache {
       stored.emplace_back(std::move(keys.value), view.size());
     }
     if (cmds.empty()) return;
+    // The pipeline fails as a whole when the server drops the connection,
+    // as it does on a value beyond proto-max-bulk-len: name the largest.
     std::size_t total = 0;
+    const auto largest = std::max_element(stored.begin(), stored.end(),
+                                          [](const auto& a, const auto& b) { return a.second < b.second; });
     for (const auto& s : stored) total += s.second;
     std::vector<Reply> replies;
-    detail::cache::store_context(stored.front().first, total, [&] { replies = client_.pipeline(cmds); });
+    try {
+      replies = client_.pipeline(cmds);
+    } catch (const Error& e) {
+      const std::string value = detail::cache::value_note(largest->first, largest->second);
+      if (stored.size() == 1) detail::cache::rethrow_as(e, std::string(e.what()) + " (storing " + value + ")");
+      detail::cache::rethrow_as(e, std::string(e.what()) + " (storing " + std::to_string(stored.size()) +
+                                       " values, " + std::to_string(total) +
+                                       " bytes in all, in one pipeline; the largest is " + value + ")");
+    }
     for (std::size_t i = 0; i < stored.size(); ++i) {
       const std::size_t end = i + 1 < stored.size() ? first_command[i + 1] : cmds.size();
       for (std::size_t c = first_command[i]; c < end; ++c) {
@@ -262,7 +287,7 @@ class RedisCache {
   /// form for the details.
   template <class Loader>
   auto get_or_set(std::string_view key, Loader&& loader) ->
-      typename detail::cache::LoaderResult<T, std::decay_t<std::invoke_result_t<Loader&>>>::type {
+      typename detail::cache::LoaderResult<T, typename detail::cache::LoaderReturn<Loader>::type>::type {
     return get_or_set(key, std::forward<Loader>(loader), options_.ttl);
   }
 
@@ -286,6 +311,10 @@ class RedisCache {
   /// - A loader that throws: the exception reaches every caller in this
   ///   process's flight, nothing is stored, the lock is released and the
   ///   waiting processes are woken (one of them loads next).
+  /// - A loaded value the server refuses to store (an error reply to the
+  ///   SET: OOM under maxmemory, NOPERM) is returned all the same; the failed
+  ///   store counts in stats().store_failures, the fill lock is released and
+  ///   the next miss loads again.
   /// - A stored value the serializer cannot read counts in stats().errors
   ///   and is treated as a miss: it is loaded again and overwritten.
   /// - With xfetch_beta > 0, a read that finds the value may reload it early
@@ -301,11 +330,14 @@ class RedisCache {
   /// serialize throws; IoError, ReplyError.
   template <class Loader>
   auto get_or_set(std::string_view key, Loader&& loader, std::chrono::milliseconds ttl) ->
-      typename detail::cache::LoaderResult<T, std::decay_t<std::invoke_result_t<Loader&>>>::type {
-    using Result = detail::cache::LoaderResult<T, std::decay_t<std::invoke_result_t<Loader&>>>;
+      typename detail::cache::LoaderResult<T, typename detail::cache::LoaderReturn<Loader>::type>::type {
+    using Result = detail::cache::LoaderResult<T, typename detail::cache::LoaderReturn<Loader>::type>;
+    State& st = live();
     detail::cache::check_ttl(ttl);
     auto load = [&]() -> std::optional<T> {
-      if constexpr (Result::optional) {
+      if constexpr (!Result::valid) {
+        return std::nullopt;  // never runs: Result's static_assert has failed
+      } else if constexpr (Result::optional) {
         auto r = loader();
         if (!r) return std::nullopt;
         return std::optional<T>(std::in_place, std::move(*r));
@@ -313,7 +345,6 @@ class RedisCache {
         return std::optional<T>(std::in_place, loader());
       }
     };
-    State& st = live();
     auto precheck = detail::cache::NearPrecheck::None;
     if (st.near) {
       if (auto copy = st.near->peek(key)) {
@@ -341,8 +372,8 @@ class RedisCache {
 
   /// Removes every key that starts with the prefix, and redkit's side keys
   /// of those values, in batches: on every master, SCAN MATCH prefix* COUNT
-  /// 1000 (glob characters in the prefix escaped) and a second SCAN for the
-  /// side keys that start with '{', each batch followed by one pipeline of
+  /// 1000 (glob characters in the prefix escaped) and a second SCAN MATCH
+  /// {??????}prefix* for the side keys, each batch followed by one pipeline of
   /// UNLINKs; never KEYS. Returns how many keys were removed, side keys
   /// included. Not atomic: values written meanwhile may survive. An empty
   /// prefix clears the whole database. @throws IoError, ReplyError.
@@ -357,7 +388,8 @@ class RedisCache {
     return detail::cache::clear_prefix(client_, prefix_);
   }
 
-  /// A snapshot of this object's counters (see CacheStats). Never throws.
+  /// A snapshot of this object's counters (see CacheStats); zeros for a
+  /// moved-from cache. Never throws.
   CacheStats stats() const noexcept {
     if (!state_) return CacheStats{};  // moved from
     const State& st = state_->get();
@@ -366,8 +398,11 @@ class RedisCache {
     return s;
   }
 
+  /// The prefix every key is stored under (`prefix + key`).
   const std::string& prefix() const noexcept { return prefix_; }
+  /// The options given at construction.
   const CacheOptions& options() const noexcept { return options_; }
+  /// The client this cache sends its commands through.
   Client& client() noexcept { return client_; }
 
  private:
@@ -476,7 +511,7 @@ class RedisCache {
     if (options_.stale_ttl.count() > 0) {
       cmds.push_back(Command{"COPY"}.key(keys.value).key(keys.stale).arg("REPLACE"));
       cmds.push_back(Command{"PEXPIRE"}.key(keys.stale).arg(
-          static_cast<long long>((ttl + options_.stale_ttl).count())));
+          static_cast<long long>(detail::saturating_add(ttl, options_.stale_ttl).count())));
     }
   }
 
@@ -488,7 +523,7 @@ class RedisCache {
   // for ever) and a mutex a parent thread held: the child starts afresh
   // (PerProcess leaks the parent's).
   State& live() const {
-    if (!state_) throw Error("redkit: this redkit::RedisCache was moved from");
+    detail::check_not_moved_from(state_ != nullptr, "RedisCache");
     return state_->get();
   }
 

@@ -85,6 +85,7 @@ struct LockOptions {
   /// crashed) or the holder does not send one (redis-py, redsync): a
   /// release by a redkit lock wakes a waiter at once.
   std::chrono::milliseconds retry_min{250};
+  /// Longest fallback wait (see retry_min).
   std::chrono::milliseconds retry_max{2000};
 
   /// After acquiring, send `WAIT wait_replicas wait_timeout` on the same
@@ -93,6 +94,7 @@ struct LockOptions {
   /// the lock was free, so "busy" would be a lie). 0: no WAIT.
   /// Not available on RedisRedlock.
   int wait_replicas = 0;
+  /// How long the WAIT of wait_replicas waits for the replicas.
   std::chrono::milliseconds wait_timeout{100};
 };
 

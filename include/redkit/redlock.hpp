@@ -219,8 +219,9 @@ class RedisRedlock : public detail::BasicLock<detail::RedlockBackend<Client>> {
   RedisRedlock(std::vector<Client> masters, std::string name, LockOptions options = {})
       : detail::BasicLock<Backend>(make_backend(std::move(masters), name, options), name, options) {}
 
-  /// Number of masters, and how many must agree.
+  /// Number of masters.
   std::size_t masters() const noexcept { return this->backend().size(); }
+  /// How many masters must grant the lock: masters() / 2 + 1.
   std::size_t quorum() const noexcept { return this->backend().quorum(); }
 
  private:

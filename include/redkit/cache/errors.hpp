@@ -54,6 +54,17 @@ T decode(Counters& counters, std::string_view head, std::string_view tail, std::
   throw Error(what);
 }
 
+/// "N bytes at cache key 'k'", and the proto-max-bulk-len hint for a big
+/// value.
+inline std::string value_note(const std::string& full, std::size_t size) {
+  std::string note = std::to_string(size) + " bytes at cache key '" + full + "'";
+  if (size > (std::size_t{1} << 20)) {
+    note += "; Redis refuses values longer than its proto-max-bulk-len (512 MB by default) and "
+            "closes the connection";
+  }
+  return note;
+}
+
 /// Runs f, which stores `size` bytes at key full; an error gets the key
 /// and the size added to its message, keeping its type.
 template <class F>
@@ -61,14 +72,7 @@ void store_context(const std::string& full, std::size_t size, F&& f) {
   try {
     std::forward<F>(f)();
   } catch (const Error& e) {
-    std::string what = std::string(e.what()) + " (storing " + std::to_string(size) + " bytes at cache key '" +
-                       full + "'";
-    if (size > (std::size_t{1} << 20)) {
-      what += "; Redis refuses values longer than its proto-max-bulk-len (512 MB by default) and "
-              "closes the connection";
-    }
-    what += ")";
-    rethrow_as(e, what);
+    rethrow_as(e, std::string(e.what()) + " (storing " + value_note(full, size) + ")");
   }
 }
 

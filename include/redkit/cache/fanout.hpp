@@ -124,12 +124,12 @@ std::size_t scan_and_unlink(Client& client, const std::string& pattern, Keep&& k
 }
 
 /// Removes every key that starts with prefix, and the side keys of those
-/// values that do not (see detail/cache_keys.hpp), on every master.
+/// values (see detail/cache_keys.hpp), on every master.
 template <class Client>
 std::size_t clear_prefix(Client& client, const std::string& prefix) {
   std::size_t removed = scan_and_unlink(client, glob_escape(prefix) + "*", [](std::string_view) { return true; });
-  removed += scan_and_unlink(client, "\\{*" + glob_escape(prefix) + "*", [&prefix](std::string_view k) {
-    return is_untagged_side_key(k, prefix);
+  removed += scan_and_unlink(client, side_key_pattern(prefix), [&prefix](std::string_view k) {
+    return is_side_key(k, prefix);
   });
   return removed;
 }

@@ -28,21 +28,37 @@
 #include "redkit/cache/scripts.hpp"
 #include "redkit/cache/waiter.hpp"
 #include "redkit/command.hpp"
+#include "redkit/detail/duration.hpp"
 #include "redkit/detail/single_flight.hpp"
 #include "redkit/detail/token.hpp"
 #include "redkit/reply.hpp"
 
 namespace redkit::detail::cache {
 
+/// What a get_or_set loader L returns (decayed), or NotALoader<L> when L
+/// cannot be called with no arguments.
+template <class L>
+struct NotALoader {};
+template <class L, class = void>
+struct LoaderReturn {
+  using type = NotALoader<L>;
+};
+template <class L>
+struct LoaderReturn<L, std::enable_if_t<std::is_invocable_v<L&>>> {
+  using type = std::decay_t<std::invoke_result_t<L&>>;
+};
+
 /// get_or_set's result for a loader returning R: std::optional<T> for a
-/// loader returning std::optional, T otherwise.
+/// loader returning std::optional, T otherwise. `valid` is false for a
+/// loader of the wrong shape, whose static_assert has already failed.
 template <class T, class R>
 struct LoaderResult {
   static_assert(std::is_convertible_v<R, T>,
                 "redkit::RedisCache::get_or_set: the loader must return T, something that converts "
-                "to T, or std::optional<T> (empty = absent)");
+                "to T, or std::optional<T> (empty = absent), as in `[&] { return load(key); }`");
   using type = T;
   static constexpr bool optional = false;
+  static constexpr bool valid = std::is_convertible_v<R, T>;
 };
 template <class T, class U>
 struct LoaderResult<T, std::optional<U>> {
@@ -51,6 +67,17 @@ struct LoaderResult<T, std::optional<U>> {
                 "convert to T");
   using type = std::optional<T>;
   static constexpr bool optional = true;
+  static constexpr bool valid = std::is_convertible_v<U, T>;
+};
+template <class T, class L>
+struct LoaderResult<T, NotALoader<L>> {
+  static_assert(std::is_invocable_v<L&>,
+                "redkit::RedisCache::get_or_set: the loader is called with no arguments, as in "
+                "`[&] { return load(key); }` (capture the key instead of taking it as a parameter), "
+                "and returns T, something that converts to T, or std::optional<T> (empty = absent)");
+  using type = T;
+  static constexpr bool optional = false;
+  static constexpr bool valid = false;
 };
 
 /// In-process single flight of a cache: one load per key at a time.
@@ -212,11 +239,21 @@ class GetOrSet {
   template <class Load>
   std::optional<T> fill(Load& load, bool replace) {
     const std::string token = detail::unique_token();
-    const auto deadline = std::chrono::steady_clock::now() + options_.wait_timeout;
+    const auto deadline = detail::saturating_deadline(std::chrono::steady_clock::now(), options_.wait_timeout);
     bool check_present = !replace;
     bool allow_stale = options_.stale_ttl.count() > 0;
     for (;;) {
-      const Claim c = claim(token, check_present, optional_loader_, "", allow_stale ? "stale" : "wait");
+      Claim c;
+      try {
+        c = claim(token, check_present, optional_loader_, "", allow_stale ? "stale" : "wait");
+      } catch (const ReplyError& e) {
+        // Out of memory: the fill lock cannot be taken (and the value will
+        // most likely not be stored either). Load without the lock, as
+        // after wait_timeout, rather than fail a request the loader can
+        // answer.
+        if (e.prefix() != "OOM") throw;
+        return load_and_store(load, std::string());
+      }
       switch (c.kind) {
         case Kind::Present: {
           Reply r = client_.command(Command{"GET"}.key(keys_.value));
@@ -303,6 +340,13 @@ class GetOrSet {
         client_.command(Command{"SET"}.key(keys_.value).arg_view(view).arg("PX").arg(
             static_cast<long long>(stored_ttl.count())));
       });
+    } catch (const ReplyError&) {
+      // The server refused the value (OOM under maxmemory, NOPERM, ...): the
+      // load succeeded, so its caller gets the value; the failed store is
+      // counted, and the next miss loads again.
+      Counters::bump(counters_.store_failures);
+      release_quietly(token);
+      return result;
     } catch (...) {
       release_quietly(token);
       throw;

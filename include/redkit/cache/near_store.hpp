@@ -187,10 +187,12 @@ class NearStore final : public NearListener {
     s.pending.erase(p);
     const std::uint64_t id = t.id;
     t.id = 0;
-    if (!bytes || !value || pttl_ms == -2 || pttl_ms == 0 || pttl_ms < -2) return;
+    // PTTL counts whole milliseconds of the server's clock: the value may
+    // go up to 1 ms before the time it says, so the copy ends 1 ms early.
+    if (!bytes || !value || pttl_ms == -2 || pttl_ms == 0 || pttl_ms == 1 || pttl_ms < -2) return;
     if (tracking_.epoch() != t.epoch || topology != t.topology) return;
     auto expires = t.started + max_age_;
-    if (pttl_ms > 0) expires = std::min(expires, t.started + std::chrono::milliseconds(pttl_ms));
+    if (pttl_ms > 0) expires = std::min(expires, t.started + std::chrono::milliseconds(pttl_ms - 1));
     const std::size_t cost = t.key.size() + bytes->size() + kEntryOverhead;
     if (cost > s.max_bytes || s.max_entries == 0) return;
     if (auto old = s.index.find(t.key); old != s.index.end()) erase(s, old);

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "redkit/detail/duration.hpp"
 #include "redkit/detail/striped.hpp"
 #include "redkit/detail/token.hpp"
 #include "redkit/error.hpp"
@@ -43,7 +44,8 @@ struct NearCacheOptions {
 };
 
 /// How a RedisCache stores and refreshes values. Every duration must be
-/// positive unless its comment says otherwise; the constructor checks.
+/// positive unless its comment says otherwise, and at most 100 years; the
+/// constructor checks (ConfigError).
 struct CacheOptions {
   /// Time to live of a stored value when set() or get_or_set() is not given
   /// one.
@@ -100,6 +102,8 @@ struct CacheStats {
   std::uint64_t early_refreshes = 0;  ///< XFetch reloads of a value not yet expired
   std::uint64_t coalesced = 0;        ///< get_or_set calls that shared another thread's load
   std::uint64_t stale_served = 0;     ///< get_or_set calls answered with the stale copy
+  std::uint64_t store_failures = 0;   ///< loaded values the server refused to store (an error reply to
+                                      ///< get_or_set's SET, e.g. OOM): returned to the caller all the same
   std::uint64_t near_hits = 0;        ///< reads answered from the near cache (also counted in hits)
   std::uint64_t near_entries = 0;     ///< copies in the near cache now
   std::uint64_t near_invalidations = 0;  ///< invalidations of this prefix's keys the server sent this process
@@ -114,7 +118,8 @@ namespace detail::cache {
 struct Counters {
   using Counter = std::atomic<std::uint64_t>;
   detail::StripedCounter hits;
-  Counter misses{0}, loads{0}, load_failures{0}, errors{0}, early_refreshes{0}, coalesced{0}, stale_served{0};
+  Counter misses{0}, loads{0}, load_failures{0}, errors{0}, early_refreshes{0}, coalesced{0}, stale_served{0},
+      store_failures{0};
 
   static void bump(Counter& c) noexcept { c.fetch_add(1, std::memory_order_relaxed); }
   static void bump(detail::StripedCounter& c) noexcept { c.add(); }
@@ -129,37 +134,37 @@ struct Counters {
     s.early_refreshes = early_refreshes.load(std::memory_order_relaxed);
     s.coalesced = coalesced.load(std::memory_order_relaxed);
     s.stale_served = stale_served.load(std::memory_order_relaxed);
+    s.store_failures = store_failures.load(std::memory_order_relaxed);
     return s;
   }
 };
 
 /// o, if every field is in range. @throws ConfigError naming the field.
 inline const CacheOptions& checked(const CacheOptions& o) {
-  if (o.ttl.count() <= 0) throw ConfigError("redkit: cache ttl must be positive");
+  using detail::check_duration;
+  using std::chrono::milliseconds;
+  check_duration(o.ttl, milliseconds(1), "cache ttl");
   if (!(o.ttl_jitter >= 0.0 && o.ttl_jitter < 1.0)) {
     throw ConfigError("redkit: cache ttl_jitter must be in [0, 1)");
   }
-  if (o.negative_ttl && o.negative_ttl->count() <= 0) {
-    throw ConfigError("redkit: cache negative_ttl must be positive when set");
-  }
+  if (o.negative_ttl) check_duration(*o.negative_ttl, milliseconds(1), "cache negative_ttl (when set)");
   if (!(o.xfetch_beta >= 0.0 && std::isfinite(o.xfetch_beta))) {
     throw ConfigError("redkit: cache xfetch_beta must be a finite number >= 0");
   }
-  if (o.stale_ttl.count() < 0) throw ConfigError("redkit: cache stale_ttl must not be negative");
-  if (o.fill_lock_ttl.count() <= 0) throw ConfigError("redkit: cache fill_lock_ttl must be positive");
-  if (o.wait_timeout.count() < 0) throw ConfigError("redkit: cache wait_timeout must not be negative");
+  check_duration(o.stale_ttl, milliseconds(0), "cache stale_ttl");
+  check_duration(o.fill_lock_ttl, milliseconds(1), "cache fill_lock_ttl");
+  check_duration(o.wait_timeout, milliseconds(0), "cache wait_timeout");
   if (o.near_cache.max_entries > 0) {
     if (o.near_cache.max_bytes == 0) throw ConfigError("redkit: cache near_cache.max_bytes must be positive");
-    if (o.near_cache.max_age.count() <= 0) {
-      throw ConfigError("redkit: cache near_cache.max_age must be positive");
-    }
+    check_duration(o.near_cache.max_age, milliseconds(1), "cache near_cache.max_age");
   }
   return o;
 }
 
-/// @throws ConfigError if a TTL given to set() or get_or_set() is not positive.
+/// @throws ConfigError if a TTL given to set() or get_or_set() is not
+/// positive or over 100 years.
 inline void check_ttl(std::chrono::milliseconds ttl) {
-  if (ttl.count() <= 0) throw ConfigError("redkit: cache ttl must be positive");
+  detail::check_duration(ttl, std::chrono::milliseconds(1), "cache ttl");
 }
 
 /// ttl shortened by CacheOptions::ttl_jitter: ttl * (1 - jitter * u), u in
