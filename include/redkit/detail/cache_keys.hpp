@@ -14,9 +14,9 @@
 // side key gives back T, then K (everything up to the suffix), then the
 // suffix (no suffix ends another). Two caches (different prefixes, keys)
 // therefore share a side key only when they share the value key itself.
-// (Before 0.3 the base was K itself for a K with a hash tag, "{K}" for a K
-// without '}', and "{T}K" otherwise: "p:x" and "{p:x}" collided, and so did
-// "" and "3560".) A side key never starts with the prefix; a user fenced by
+// (Earlier versions used K itself as the base for a K with a hash tag,
+// "{K}" for a K without '}', and "{T}K" otherwise: "p:x" and "{p:x}"
+// collided, and so did "" and "3560".) A side key never starts with the prefix; a user fenced by
 // ACL key patterns needs both `~prefix*` and `~{??????}prefix*` (prefix
 // glob-escaped). Keys of the shape "{" 6 digits "}" ... suffix are redkit's.
 #pragma once
