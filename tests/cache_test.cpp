@@ -419,6 +419,29 @@ TYPED_TEST(CacheTest, EarlyRefreshEightThreadsAcrossExpirySeeNoMissAndCauseOneRe
   EXPECT_GT(this->raw_pttl(this->prefix + "hot"), 50000);
 }
 
+TYPED_TEST(CacheTest, AFailedEarlyRefreshReturnsTheCurrentValueInsteadOfThrowing) {
+  CacheOptions o;
+  o.xfetch_beta = 1e12;  // with a load time stored, every read is due for an early refresh
+  typename TestFixture::template Cache<std::string> cache(this->client, this->prefix, o);
+  ASSERT_EQ(cache.get_or_set("k", [] { return std::string("v1"); }, 60s), "v1");
+  int calls = 0;
+  auto failing = [&]() -> std::string {
+    ++calls;
+    throw std::runtime_error("backend down");
+  };
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(cache.get_or_set("k", failing, 60s), "v1") << "call " << i;
+  EXPECT_EQ(calls, 20);  // each call tried (the lock was released after each failure)
+  const auto s = cache.stats();
+  EXPECT_EQ(s.early_refreshes, 20u);
+  EXPECT_EQ(s.load_failures, 20u);
+  EXPECT_EQ(this->raw_get(this->prefix + "k"), "v1");  // the value is untouched
+  EXPECT_GT(this->raw_pttl(this->prefix + "k"), 50000);
+
+  // A refresh that works replaces it.
+  EXPECT_EQ(cache.get_or_set("k", [] { return std::string("v2"); }, 60s), "v2");
+  EXPECT_EQ(this->raw_get(this->prefix + "k"), "v2");
+}
+
 TYPED_TEST(CacheTest, GetOrSetStoresTheLoadTimeBesideTheValueNotInIt) {
   typename TestFixture::template Cache<std::string> cache(this->client, this->prefix);
   cache.get_or_set("k", [] {
@@ -563,16 +586,21 @@ TYPED_TEST(CacheTest, ClearRemovesThePrefixAndItsSideKeysOnly) {
   neighbour.set("k1", "v");
   neighbour.get_or_set("loaded", [] { return std::string("v"); });
   const std::string lookalike = "{" + base + "a*:zzz";  // not a side key of ours
+  // Side-key shaped, but the tag is not the one for the value's slot.
+  const std::string wrong_tag = "{000000}" + base + "a*:qq:rk-meta";
+  const bool tag_is_right = redkit::detail::cache::value_key_of_side_key(wrong_tag).has_value();
+  this->raw_set(wrong_tag, "v");
   this->raw_set(lookalike, "v");
 
-  EXPECT_EQ(mine.clear(), 2500u + 2u + 2u);  // values and the two meta side keys
+  EXPECT_EQ(mine.clear(), 2500u + 2u + 2u + (tag_is_right ? 1u : 0u));  // values and the two meta side keys
   EXPECT_EQ(mine.get("k7"), std::nullopt);
-  EXPECT_FALSE(this->raw_exists("{" + base + "a*:loaded}:rk-meta"));
-  EXPECT_FALSE(this->raw_exists(base + "a*:{tag}:rk-meta"));
+  EXPECT_FALSE(this->raw_exists(redkit::detail::cache::side_base(base + "a*:loaded") + ":rk-meta"));
+  EXPECT_FALSE(this->raw_exists(redkit::detail::cache::side_base(base + "a*:{tag}") + ":rk-meta"));
   EXPECT_EQ(neighbour.get("k1"), "v");
   EXPECT_EQ(neighbour.get("loaded"), "v");
-  EXPECT_TRUE(this->raw_exists("{" + base + "aZZ:loaded}:rk-meta"));
+  EXPECT_TRUE(this->raw_exists(redkit::detail::cache::side_base(base + "aZZ:loaded") + ":rk-meta"));
   EXPECT_TRUE(this->raw_exists(lookalike));
+  EXPECT_EQ(this->raw_exists(wrong_tag), !tag_is_right);
   EXPECT_EQ(mine.clear(), 0u);
 
   // Every glob character, and a '}' that forces the slot-tag form of side keys.
@@ -722,6 +750,32 @@ TEST(Cache, AValueTheServerRefusesGivesAnErrorNamingKeyAndSize) {
   // The cache goes on working.
   cache.set("k", "small");
   EXPECT_EQ(cache.get("k"), "small");
+}
+
+TEST(CacheKeys, SideKeysOfDifferentValueKeysNeverCollide) {
+  // The pairs that collided before: prefix "p:" + key "x" beside prefix
+  // "{p:" + key "x}"; the empty value key beside "3560"; "{T}K" beside a
+  // tagged key spelled the same.
+  const std::vector<std::pair<std::string, std::string>> pairs{
+      {"p:x", "{p:x}"}, {"", "3560"}, {"a}b", "{" + redkit::detail::cache::slot_tag(cluster_slot("a}b")) + "}a}b"}};
+  for (const auto& [a, b] : pairs) {
+    SCOPED_TRACE(a + " / " + b);
+    EXPECT_NE(redkit::detail::cache::side_base(a), redkit::detail::cache::side_base(b));
+  }
+  // Every side key decodes back to its value key, and only to it.
+  const std::vector<std::string> keys{"plain", "user:{42}", "a}b", "x{}y", "{", "}", "", "a{b", "{p:x}", "p:x",
+                                      "3560", "{000000}k:rk-meta", std::string("n\0ul}", 5)};
+  for (const std::string& key : keys) {
+    SCOPED_TRACE(key);
+    for (std::string_view suffix : redkit::detail::cache::kSideSuffixes) {
+      const std::string side = redkit::detail::cache::side_key(redkit::detail::cache::side_base(key), suffix);
+      const auto back = redkit::detail::cache::value_key_of_side_key(side);
+      ASSERT_TRUE(back.has_value()) << side;
+      EXPECT_EQ(*back, key);
+    }
+  }
+  EXPECT_FALSE(redkit::detail::cache::value_key_of_side_key("{p:x}:rk-meta").has_value());
+  EXPECT_FALSE(redkit::detail::cache::value_key_of_side_key("{12345}k:rk-meta").has_value());
 }
 
 TEST(CacheKeys, SideKeysShareTheValueKeysHashSlotAndNeverStartWithAnUntaggedKey) {

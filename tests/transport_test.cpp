@@ -41,6 +41,9 @@ using redkit::test::wait_until;
 using redkit::test::with_alarms_every_100ms;
 using Clock = std::chrono::steady_clock;
 
+using redkit::test::fork_child;
+using redkit::test::wait_child;
+
 namespace {
 
 Options shared_options() { return Options::from_uri(shared_server().uri()); }

@@ -132,6 +132,26 @@ class Command {
     return arg(k);
   }
 
+  /// Appends a key argument made of two parts (a prefix and a name), with
+  /// no string put together first; routes as key() does.
+  Command& key(std::string_view head, std::string_view tail) {
+    if (!has_route_) {
+      route_.assign(head.data(), head.size()).append(tail.data(), tail.size());
+      has_route_ = true;
+    }
+    spans_.push_back(Span{nullptr, buf_.size(), head.size() + tail.size()});
+    buf_.append(head.data(), head.size()).append(tail.data(), tail.size());
+    return *this;
+  }
+
+  /// Makes room for args more arguments of bytes bytes in all (a command of
+  /// many keys then fills its buffer without growing it step by step).
+  Command& reserve(std::size_t args, std::size_t bytes) {
+    spans_.reserve(spans_.size() + args);
+    buf_.reserve(buf_.size() + bytes);
+    return *this;
+  }
+
   /// Sets the routing key without adding an argument.
   Command& route(std::string_view k) {
     route_.assign(k.data(), k.size());
