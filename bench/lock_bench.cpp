@@ -363,31 +363,28 @@ struct Results {
 };
 Results results;
 
-// Raw hiredis sending what RedisLock sends for an uncontended pair: its
-// acquire and release scripts, by EVALSHA.
+// Raw hiredis sending what RedisLock sends for an uncontended pair: a plain
+// SET NX PX and its release script, by EVALSHA.
 class RawRedkitScripts {
  public:
   RawRedkitScripts(Raw& raw, const std::string& name) : raw_(raw), keys_(redkit::detail::lock_keys(name)) {
-    acquire_sha_ = raw_.run({"SCRIPT", "LOAD", redkit::detail::lock_acquire_script().source()})->str;
     release_sha_ = raw_.run({"SCRIPT", "LOAD", redkit::detail::lock_release_script().source()})->str;
   }
   void pair() {
-    const char* acq[] = {"EVALSHA", acquire_sha_.c_str(), "3", keys_.key.c_str(), keys_.fence.c_str(),
-                         keys_.waiters.c_str(), token_, "30000", "0"};
-    const size_t acq_lens[] = {7, acquire_sha_.size(), 1, keys_.key.size(), keys_.fence.size(),
-                               keys_.waiters.size(), 32, 5, 1};
-    if (raw_.run(9, acq, acq_lens)->integer < 1) throw std::runtime_error("raw scripts: busy");
-    const char* rel[] = {"EVALSHA", release_sha_.c_str(), "3", keys_.key.c_str(), keys_.wake.c_str(),
-                         keys_.waiters.c_str(), token_};
-    const size_t rel_lens[] = {7, release_sha_.size(), 1, keys_.key.size(), keys_.wake.size(),
-                               keys_.waiters.size(), 32};
-    if (raw_.run(7, rel, rel_lens)->integer != 1) throw std::runtime_error("raw scripts: not ours");
+    const char* acq[] = {"SET", keys_.key.c_str(), token_, "NX", "PX", "30000"};
+    const size_t acq_lens[] = {3, keys_.key.size(), 32, 2, 2, 5};
+    if (raw_.run(6, acq, acq_lens)->type != REDIS_REPLY_STATUS) throw std::runtime_error("raw scripts: busy");
+    const char* rel[] = {"EVALSHA", release_sha_.c_str(), "3", keys_.key.c_str(), keys_.waiting.c_str(),
+                         keys_.wake.c_str(), token_, "2000"};
+    const size_t rel_lens[] = {7, release_sha_.size(), 1, keys_.key.size(), keys_.waiting.size(),
+                               keys_.wake.size(), 32, 4};
+    if (raw_.run(8, rel, rel_lens)->integer != 1) throw std::runtime_error("raw scripts: not ours");
   }
 
  private:
   Raw& raw_;
   redkit::detail::LockKeys keys_;
-  std::string acquire_sha_, release_sha_;
+  std::string release_sha_;
   const char* token_ = "0123456789abcdef0123456789abcdef";
 };
 

@@ -47,6 +47,7 @@
 #include "redkit/detail/single_flight.hpp"
 #include "redkit/detail/slot_map.hpp"
 #include "redkit/detail/token.hpp"
+#include "redkit/detail/wait_list.hpp"
 #include "redkit/error.hpp"
 #include "redkit/redis.hpp"
 #include "redkit/reply.hpp"
@@ -829,23 +830,13 @@ class RedisCache {
     return Claim{claim_kind(r[0].string()), std::chrono::milliseconds(r[1].integer())};
   }
 
-  // Blocks in BLPOP on the wake list, on a dedicated connection, until a
-  // loader's finish pushes to it or timeout passes. Either way the caller
-  // looks again.
+  // Blocks on the wake list (detail::WaitList: BLPOP on a dedicated
+  // connection, the policy the lock's waiters share) until a loader's finish
+  // pushes to it or timeout passes. Woken, timed out or told to look again
+  // (failover, moved slot, a closed wait connection): the caller looks again.
   void wait_for_fill(const std::string& full, std::chrono::milliseconds timeout) {
-    timeout = std::max(timeout, std::chrono::milliseconds(1));
-    const std::string wake = side(detail::cache::side_base(full), detail::cache::kWakeSuffix);
-    auto lease = client_.lease(wake);
-    try {
-      Reply r = lease.command(Command{"BLPOP"}.key(wake).arg(detail::seconds_text(timeout)),
-                              timeout + std::chrono::seconds(1));
-      // A Cluster lease is not redirected: when the slot moved, look again
-      // (through the client, which follows the redirect).
-      if (!r.is_error() || !detail::is_redirect(r.error())) r.check();
-    } catch (const TimeoutError&) {
-      // The server did not answer in time; the connection is dropped and
-      // the caller looks again.
-    }
+    detail::WaitList<Client> list(side(detail::cache::side_base(full), detail::cache::kWakeSuffix));
+    (void)list.wait(client_, std::max(timeout, std::chrono::milliseconds(1)), false);
   }
 
   // Calls the loader (this caller holds the fill lock when token is not
