@@ -177,13 +177,12 @@ class RedlockBackend {
     home_renewer->add(h, home().scheduler());
   }
 
-  void rearm_renewal(HoldState& h) { home().template process_local<Renewer<Client>>()->rearm(h, home().scheduler()); }
+  void rearm_renewal(HoldState& h) {
+    if (auto* r = static_cast<Hold<RedlockBackend>&>(h).route.home) r->rearm(h, home().scheduler());
+  }
 
   void stop_renewal(HoldState& h) noexcept {
-    try {
-      home().template process_local<Renewer<Client>>()->remove(h);
-    } catch (...) {
-    }
+    if (auto* r = static_cast<Hold<RedlockBackend>&>(h).route.home) r->remove(h);
   }
 
   /// Scheduler thread: one renewal per master on that master's lane; the

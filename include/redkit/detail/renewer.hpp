@@ -37,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -165,6 +166,15 @@ class Renewer {
     }
     entries_.pop_back();
     entry.slot_ = kNoSlot;
+  }
+
+  /// The name of the one node of a client that does not shard keys, made
+  /// with name() on the first call (lock holds ask for it per hold).
+  template <class Name>
+  std::string single_node(Name&& name) {
+    std::lock_guard<std::mutex> lk(lanes_m_);
+    if (!single_node_) single_node_ = name();
+    return *single_node_;
   }
 
   /// Queues job on the lane of node (made on first use) and returns at
@@ -363,8 +373,9 @@ class Renewer {
   Clock::rep armed_due_ = 0;
   std::uint64_t generation_ = 0;
 
-  std::mutex lanes_m_;
+  std::mutex lanes_m_;  // guards the two below
   std::map<std::string, std::shared_ptr<Lane>> lanes_;
+  std::optional<std::string> single_node_;
 };
 
 }  // namespace redkit::detail

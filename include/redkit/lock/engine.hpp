@@ -108,10 +108,10 @@ class LockEngine {
     if (!may_wait) {
       if (busy(L)) return false;  // another thread of this process holds it
       lk.unlock();
-      const std::string token = random_token();
+      std::string token = random_token();
       const LockAttempt a = backend_->attempt(token, options().ttl, options().fence_on_acquire);
       if (!a.acquired) return false;
-      install(L, token, a);
+      install(L, std::move(token), a);
       return true;
     }
     for (;;) {
@@ -261,8 +261,7 @@ class LockEngine {
   }
 
   void attach() {
-    auto registry = backend_->home().template process_local<Registry>();
-    local_ = registry->get(config_->name, backend_->keys());
+    local_ = backend_->home().template process_local<Registry>()->get(config_->name, backend_->keys());
     std::lock_guard<std::mutex> lk(local_->m);
     id_ = local_->next_engine++;
   }
@@ -334,13 +333,13 @@ class LockEngine {
     const LockOptions& o = options();
     bool keep = false;  // leave the registration and wait connection to the next acquirer
     try {
-      const std::string token = random_token();
+      std::string token = random_token();
       WaitRound round{o.retry_min};
       for (;;) {
         const LockAttempt a = backend_->attempt(token, o.ttl, o.fence_on_acquire);
         if (a.acquired) {
           backend_->end_wait(L.wait, /*keep=*/false, /*acquired=*/true);
-          install(L, token, a, /*clear_acquiring=*/true);
+          install(L, std::move(token), a, /*clear_acquiring=*/true);
           return Outcome::Held;
         }
         if (LockClock::now() >= deadline) {
@@ -381,8 +380,9 @@ class LockEngine {
   }
 
   // Records a fresh acquisition as the calling thread's and starts renewing it.
-  void install(Local& L, const std::string& token, const LockAttempt& a, bool clear_acquiring = false) {
-    auto h = std::make_shared<Hold<Backend>>(token, std::this_thread::get_id(), id_, config_, a.valid_until, a.fence);
+  void install(Local& L, std::string token, const LockAttempt& a, bool clear_acquiring = false) {
+    auto h = std::make_shared<Hold<Backend>>(std::move(token), std::this_thread::get_id(), id_, config_,
+                                             a.valid_until, a.fence);
     h->backend = backend_;
     try {
       if (options().auto_renew) backend_->start_renewal(h);
@@ -393,7 +393,7 @@ class LockEngine {
     } catch (...) {
       h->end();
       backend_->stop_renewal(*h);
-      backend_->release(token);
+      backend_->release(h->token);
       if (clear_acquiring) {
         std::lock_guard<std::mutex> lk(L.m);
         L.acquiring = false;

@@ -196,20 +196,15 @@ class Hold final : public HoldState {
   }
 };
 
-template <class Backend>
-class LockRegistry;
-
 /// This process's state of one lock name, for one client: shared by every
 /// lock object on the name (made through that client), so that its threads
 /// exclude each other here and only one of them waits in Redis.
 template <class Backend>
 class LocalName {
  public:
-  LocalName(std::string name, const LockKeys& keys, std::shared_ptr<LockRegistry<Backend>> registry)
-      : wait(keys), name_(std::move(name)), registry_(std::move(registry)) {}
+  explicit LocalName(const LockKeys& keys) : wait(keys) {}
   LocalName(const LocalName&) = delete;
   LocalName& operator=(const LocalName&) = delete;
-  inline ~LocalName();
 
   std::mutex m;                // guards the fields below (not wait)
   std::condition_variable cv;  // a hold ended or the acquiring thread left
@@ -230,44 +225,45 @@ class LocalName {
     }
     return nullptr;
   }
-
- private:
-  std::string name_;
-  std::shared_ptr<LockRegistry<Backend>> registry_;
 };
 
 /// The LocalNames of one client in this process, by name (its
-/// process_local). Holds them weakly: a name no lock object uses any more
-/// is forgotten.
+/// process_local). A name no lock object uses any more is kept until the
+/// next sweep, so that a fresh lock object per hold (a common pattern) finds
+/// its name's state instead of making it again; a sweep, when the table
+/// has doubled since the last one, drops the unused.
 template <class Backend>
-class LockRegistry : public std::enable_shared_from_this<LockRegistry<Backend>> {
+class LockRegistry {
  public:
   std::shared_ptr<LocalName<Backend>> get(const std::string& name, const LockKeys& keys) {
+    std::vector<std::shared_ptr<LocalName<Backend>>> unused;  // destroyed outside the lock
     std::lock_guard<std::mutex> lk(m_);
-    std::weak_ptr<LocalName<Backend>>& slot = names_[name];
-    if (auto live = slot.lock()) return live;
-    auto made = std::make_shared<LocalName<Backend>>(name, keys, this->shared_from_this());
-    slot = made;
-    return made;
-  }
-
-  void forget(const std::string& name) noexcept {
-    try {
-      std::lock_guard<std::mutex> lk(m_);
-      auto it = names_.find(name);
-      if (it != names_.end() && it->second.expired()) names_.erase(it);
-    } catch (...) {
+    std::shared_ptr<LocalName<Backend>>& slot = names_[name];
+    if (!slot) {
+      slot = std::make_shared<LocalName<Backend>>(keys);
+      if (names_.size() >= sweep_at_) sweep(unused);
     }
+    return slot;
   }
 
  private:
-  std::mutex m_;
-  std::unordered_map<std::string, std::weak_ptr<LocalName<Backend>>> names_;
-};
+  // Caller holds m_. Moves the states only the table holds into unused.
+  void sweep(std::vector<std::shared_ptr<LocalName<Backend>>>& unused) {
+    for (auto it = names_.begin(); it != names_.end();) {
+      if (it->second.use_count() == 1) {
+        unused.push_back(std::move(it->second));
+        it = names_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    sweep_at_ = std::max<std::size_t>(kMinSweep, 2 * names_.size());
+  }
 
-template <class Backend>
-LocalName<Backend>::~LocalName() {
-  registry_->forget(name_);
-}
+  static constexpr std::size_t kMinSweep = 64;
+  std::mutex m_;
+  std::unordered_map<std::string, std::shared_ptr<LocalName<Backend>>> names_;
+  std::size_t sweep_at_ = kMinSweep;
+};
 
 }  // namespace redkit::detail

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "redkit/error.hpp"
 #include "redkit/slot.hpp"
@@ -23,14 +24,22 @@ struct LockKeys {
 /// a '}' outside a hash tag (`{name}` would then hash a prefix of it).
 inline LockKeys lock_keys(const std::string& name) {
   if (name.empty()) throw ConfigError("redkit: empty lock name");
-  if (has_hash_tag(name)) return {name, name + ":fence", name + ":waiting", name + ":wake"};
-  if (name.find('}') != std::string::npos) {
+  const bool tagged = has_hash_tag(name);
+  if (!tagged && name.find('}') != std::string::npos) {
     throw ConfigError("redkit: lock name '" + name +
                       "' has a '}' outside a hash tag, so no side key can share its slot; "
                       "give it a hash tag such as {" + "tag}");
   }
-  const std::string tag = "{" + name + "}";
-  return {name, tag + ":fence", tag + ":waiting", tag + ":wake"};
+  auto side = [&](std::string_view suffix) {
+    std::string k;
+    k.reserve(name.size() + suffix.size() + 2);
+    if (!tagged) k += '{';
+    k += name;
+    if (!tagged) k += '}';
+    k += suffix;
+    return k;
+  };
+  return {name, side(":fence"), side(":waiting"), side(":wake")};
 }
 
 }  // namespace redkit::detail

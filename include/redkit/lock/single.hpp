@@ -118,19 +118,22 @@ class SingleLockBackend {
   /// Registers h with this process's Renewer, first due at ttl/3.
   void start_renewal(const std::shared_ptr<Hold<SingleLockBackend>>& h) {
     auto renewer = client_->template process_local<Renewer<Client>>();
-    h->route.renewer = renewer.get();
-    h->route.node = client_->node_name(keys_.key);
+    if constexpr (Client::shards_keys) {
+      h->route.node = client_->node_name(keys_.key);
+    } else {
+      h->route.node = renewer->single_node([&] { return client_->node_name(keys_.key); });
+    }
+    h->route.renewer = renewer.get();  // kept alive by the client's per-process state, which client_ keeps
     h->set_due(LockClock::now() + HoldState::renew_period(h->ttl));
     renewer->add(h, client_->scheduler());
   }
 
-  void rearm_renewal(HoldState& h) { client_->template process_local<Renewer<Client>>()->rearm(h, client_->scheduler()); }
+  void rearm_renewal(HoldState& h) {
+    if (auto* r = static_cast<Hold<SingleLockBackend>&>(h).route.renewer) r->rearm(h, client_->scheduler());
+  }
 
   void stop_renewal(HoldState& h) noexcept {
-    try {
-      client_->template process_local<Renewer<Client>>()->remove(h);
-    } catch (...) {
-    }
+    if (auto* r = static_cast<Hold<SingleLockBackend>&>(h).route.renewer) r->remove(h);
   }
 
   /// Scheduler thread: queues h's renewal on its node's lane.
@@ -236,7 +239,9 @@ class SingleLockBackend {
   }
 
   Command set_nx(const std::string& token, milliseconds ttl) const {
-    return Command{"SET"}.key(keys_.key).arg(token).arg("NX").arg("PX").arg(static_cast<long long>(ttl.count()));
+    Command c;
+    c.reserve(6, keys_.key.size() + token.size() + 32);
+    return std::move(c.arg("SET").key(keys_.key).arg(token).arg("NX").arg("PX").arg(static_cast<long long>(ttl.count())));
   }
 
   static LockAttempt plain(bool acquired, LockClock::time_point sent, milliseconds ttl) {
