@@ -220,9 +220,17 @@ int main(int argc, char** argv) {
                                      out.loads.push_back(s.loads);
                                      out.latencies_ms.insert(out.latencies_ms.end(), s.latencies_ms.begin(),
                                                              s.latencies_ms.end());
-                                     st.counters["loads"] = s.loads;
-                                     st.counters["p99_ms"] = percentile(s.latencies_ms, 0.99);
                                    }
+                                   // Over every round, as print_stampede_summary prints
+                                   // them (and bench/report.py charts them).
+                                   const auto& out = stampede_results[slot];
+                                   if (out.loads.empty()) return;
+                                   double loads = 0;
+                                   for (int l : out.loads) loads += l;
+                                   st.counters["loads_per_round"] = loads / static_cast<double>(out.loads.size());
+                                   st.counters["p50_ms"] = percentile(out.latencies_ms, 0.50);
+                                   st.counters["p99_ms"] = percentile(out.latencies_ms, 0.99);
+                                   st.counters["max_ms"] = percentile(out.latencies_ms, 1.0);
                                  })
         ->Iterations(rounds)
         ->Unit(benchmark::kMillisecond)

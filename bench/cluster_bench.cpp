@@ -63,7 +63,7 @@ class RawNode {
 };
 
 long long stat(int port, const char* field) {
-  const std::string info(redkit::test::node_command(port, {"INFO", "stats"}).string());
+  const std::string info(redkit::test::node_command(port, {"INFO", "stats"}).string_copy());
   return std::stoll(redkit::test::info_field(info, field));
 }
 

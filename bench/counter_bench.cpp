@@ -1,6 +1,8 @@
-// RedisCounter::incr and a pipelined batch, each beside raw hiredis sending
-// the same commands to the same server in the same run.
+// The client layer: RedisCounter::incr, a pipeline of 100 INCRBY and one of
+// 256 GETs of 100-byte values, each beside raw hiredis sending the same
+// commands to the same server in the same run.
 //   scripts/bench            (or: taskset -c 1 build/bench/bench/redkit_bench_counter)
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -42,6 +44,29 @@ int main(int argc, char** argv) {
         for (int i = 0; i < kBatch; ++i) raw.read_one();
       },
       kBatch, 500);
+
+  constexpr int kGets = 256;
+  std::vector<redkit::Command> gets;
+  std::vector<std::vector<std::string>> raw_gets;
+  const std::string value(100, 'v');
+  for (int i = 0; i < kGets; ++i) {
+    const std::string key = "bench:get:" + std::to_string(i);
+    redis.command(redkit::Command{"SET"}.key(key).arg(value));
+    gets.push_back(redkit::Command{"GET"}.key(key));
+    raw_gets.push_back({"GET", key});
+  }
+  pairs.add(
+      "pipeline_256_get",
+      [&] {
+        for (const auto& r : redis.pipeline(gets)) {
+          if (r.string().size() != value.size()) throw std::runtime_error("bad GET reply");
+        }
+      },
+      [&] {
+        for (const auto& c : raw_gets) raw.append(c);
+        for (int i = 0; i < kGets; ++i) raw.read_one();
+      },
+      kGets, 200);
 
   return redkit::bench::run_main(argc, argv);
 }

@@ -515,6 +515,15 @@ void register_uncontended(redkit::test::RedisServer& server, int pairs_per_round
   }
 }
 
+// The sample count and the distribution, for bench/report.py's chart
+// (--benchmark_out JSON).
+void percentile_counters(benchmark::State& st, const std::vector<double>& us) {
+  st.counters["samples"] = static_cast<double>(us.size());
+  for (int p : {0, 5, 10, 20, 30, 40, 60, 70, 80, 90, 95, 100}) {
+    st.counters["p" + std::to_string(p) + "_us"] = percentile(us, p);
+  }
+}
+
 void register_handoff(redkit::test::RedisServer& server, redkit::test::RedisServer& control, const std::string& mode,
                       int rounds) {
   benchmark::RegisterBenchmark(("lock_handoff_across_processes/" + mode).c_str(),
@@ -532,6 +541,7 @@ void register_handoff(redkit::test::RedisServer& server, redkit::test::RedisServ
                                  st.counters["p50_us"] = percentile(h.latency_us, 50);
                                  st.counters["p99_us"] = percentile(h.latency_us, 99);
                                  st.counters["server_commands_per_handoff"] = h.commands_per_round;
+                                 percentile_counters(st, h.latency_us);
                                })
       ->Iterations(1)
       ->Unit(benchmark::kMillisecond)
@@ -545,6 +555,7 @@ void register_thread_handoff(redkit::test::RedisServer& server, int rounds) {
     results.thread_handoff_us = us;
     st.counters["p50_us"] = percentile(us, 50);
     st.counters["p99_us"] = percentile(us, 99);
+    percentile_counters(st, us);
   })
       ->Iterations(1)
       ->Unit(benchmark::kMillisecond)

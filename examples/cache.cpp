@@ -52,42 +52,56 @@ int main() {
         redis, "example:product:", options);
     products.clear();  // a clean start for the demonstration
 
-    auto timed = [](const char* what, auto&& f) {
+    // Each call below prints how long it took and what the cache did, from
+    // the change in products.stats() (this object's hits, misses, loads).
+    auto timed = [&](const std::string& what, auto&& f) {
+      const redkit::CacheStats before = products.stats();
       const auto t0 = std::chrono::steady_clock::now();
       auto result = f();
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
-      std::cout << what << ": " << ms.count() << " ms\n";
+      const redkit::CacheStats after = products.stats();
+      std::cout << what << ": " << ms.count() << " ms, "
+                << (after.loads > before.loads ? "a miss: the query ran and its result is now in Redis"
+                                               : "a hit: served from Redis, no query")
+                << "\n";
       return result;
     };
 
     // Cache-aside: the first call runs the query and stores the JSON, the
     // second is served from Redis.
     for (int i = 0; i < 2; ++i) {
-      auto p = timed("product 7", [&] { return products.get_or_set("7", [] { return shop::query_product(7); }); });
+      auto p = timed("get_or_set(\"7\")", [&] { return products.get_or_set("7", [] { return shop::query_product(7); }); });
       std::cout << "  " << p->name << " costs " << p->price << "\n";
     }
-    std::cout << "stored at example:product:7: "
-              << redis.command({"GET", "example:product:7"}).string() << "\n";
+    std::cout << "  stored at example:product:7, readable by any client: "
+              << redis.command({"GET", "example:product:7"}).string_copy() << "\n";
 
-    // An absent product is cached as absent, not queried again.
+    // An absent product is cached as absent (negative_ttl), not queried again.
     for (int i = 0; i < 2; ++i) {
-      auto p = timed("product 404", [&] { return products.get_or_set("404", [] { return shop::query_product(404); }); });
-      std::cout << "  " << (p ? p->name : "no such product") << "\n";
+      auto p = timed("get_or_set(\"404\")", [&] { return products.get_or_set("404", [] { return shop::query_product(404); }); });
+      std::cout << "  " << (p ? p->name : "no such product (remembered for 30 s)") << "\n";
     }
 
-    // Sixteen threads asking for a missing key cause one query.
+    // Sixteen threads asking for a missing key at once cause one query: one
+    // thread loads, the others wait for its result (single flight).
+    const redkit::CacheStats before = products.stats();
     std::vector<std::thread> threads;
     for (int i = 0; i < 16; ++i) {
       threads.emplace_back([&] { products.get_or_set("42", [] { return shop::query_product(42); }); });
     }
     for (auto& t : threads) t.join();
+    const redkit::CacheStats after = products.stats();
+    std::cout << "16 threads missed product 42 at once: " << after.loads - before.loads << " query, "
+              << after.coalesced - before.coalesced << " threads shared its result instead of querying\n";
 
     // After a write to the source of truth, drop the cached copy.
     products.erase("7");
+    std::cout << "erase(\"7\") after an update: contains(\"7\") is now " << std::boolalpha
+              << products.contains("7") << "; the next get_or_set queries again\n";
 
     const redkit::CacheStats s = products.stats();
-    std::cout << "hits " << s.hits << ", misses " << s.misses << ", loads " << s.loads
-              << " (" << s.coalesced << " calls shared another thread's load)\n";
+    std::cout << "in all: " << s.misses << " misses answered by " << s.loads << " queries ("
+              << s.coalesced << " waited for another thread's query), " << s.hits << " hits\n";
     products.clear();
     return 0;
   } catch (const redkit::Error& e) {

@@ -18,7 +18,7 @@ int main() {
     redkit::RedisCounter<long long> views(redis, "example:views:/index.html");
     views.reset();
     for (int i = 0; i < 5; ++i) views.incr();
-    std::cout << "page views: " << views.get() << "\n";
+    std::cout << "page views after 5 incr(): " << views.get() << "\n";
 
     // Fixed-window rate limit: at most 3 requests per client per second.
     // The window's expiry is set in the same script as the first increment,
@@ -29,9 +29,11 @@ int main() {
     redis.command({"DEL", "example:ratelimit:client-42"});
     for (int i = 1; i <= 5; ++i) {
       const auto r = requests.incr_bounded(1, 0, 3);
-      std::cout << "request " << i << ": " << (r.applied ? "allowed" : "rejected (limit 3/s)") << "\n";
+      std::cout << "request " << i << ": " << (r.applied ? "allowed" : "rejected: the limit is 3 per second")
+                << " (count in this window: " << r.value << ")\n";
     }
-    std::cout << "window ends in " << requests.ttl().value_or(0ms).count() << " ms\n";
+    std::cout << "the window (set atomically with its first increment) ends in "
+              << requests.ttl().value_or(0ms).count() << " ms\n";
 
     // A small type refuses to wrap around: the stored value is left as it was.
     redkit::RedisCounter<std::uint8_t> small(redis, "example:small");
@@ -39,7 +41,8 @@ int main() {
     try {
       small.incr();
     } catch (const redkit::OverflowError& e) {
-      std::cout << "overflow refused: " << int(small.get()) << " kept\n";
+      std::cout << "incr() of a uint8_t counter at 255 threw OverflowError, as it should; the stored "
+                << "value is still " << int(small.get()) << "\n";
     }
     redis.command({"DEL", "example:views:/index.html", "example:ratelimit:client-42", "example:small"});
     return 0;

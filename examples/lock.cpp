@@ -37,8 +37,9 @@ int main() {
     const bool got = other.try_lock_for(200ms);
     const auto waited =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
-    std::cout << "second worker, try_lock_for(200ms): " << (got ? "acquired" : "busy") << " after "
-              << waited.count() << " ms\n";
+    std::cout << "second worker, try_lock_for(200ms) while the first holds it: "
+              << (got ? "acquired (unexpected!)" : "busy, as it should be") << ", after " << waited.count()
+              << " ms\n";
     const std::int64_t first_fence = lock.fencing_token();
     lock.unlock();
 
@@ -53,7 +54,8 @@ int main() {
     });
     while (!holding) std::this_thread::sleep_for(1ms);  // let the holder in first
     if (other.try_lock_for(5s)) {
-      std::cout << "second worker acquired after the release; fencing token " << other.fencing_token()
+      std::cout << "second worker, blocked in try_lock_for(5s), acquired as soon as the holder released; "
+                << "fencing token " << other.fencing_token()
                 << (other.fencing_token() > first_fence ? " (greater than the first holder's)" : "") << "\n";
       other.unlock();
     }
@@ -66,13 +68,15 @@ int main() {
     std::atomic<bool> lost{false};
     options.on_lost = [&](const std::string& n) {
       lost = true;
-      std::cout << "lost '" << n << "': stop writing\n";
+      std::cout << "on_lost('" << n << "') called: the key was deleted while held (as an expiry or a "
+                << "failover would do), so this holder must stop writing; here that is the expected result\n";
     };
     redkit::RedisLock<> fragile(redis, name, options);
     fragile.lock();
     redis.command({"DEL", name});  // what an expiry or a failover would do
     for (int i = 0; i < 100 && !lost; ++i) std::this_thread::sleep_for(10ms);
-    std::cout << "owns_lock() after the loss: " << std::boolalpha << fragile.owns_lock() << "\n";
+    std::cout << "owns_lock() after the loss: " << std::boolalpha << fragile.owns_lock()
+              << " (correct: the hold is gone, and unlock() below deletes nothing)\n";
     fragile.unlock();  // the key is not ours: nothing is deleted
 
     const std::string tag = "{" + name + "}";

@@ -463,7 +463,7 @@ TYPED_TEST(CacheTest, AnotherCacheObjectWaitsForTheLoadAndIsWokenWhenTheValueLan
       [&] {
         // INFO of the node that owns the key (and its wake list).
         const std::string info(
-            this->client.command(Command{"INFO"}.arg("clients").route(this->prefix + "k")).string());
+            this->client.command(Command{"INFO"}.arg("clients").route(this->prefix + "k")).string_copy());
         return info.find("blocked_clients:1") != std::string::npos;
       },
       10s));

@@ -205,7 +205,7 @@ TEST(Redis, KeysAndValuesAreBinarySafe) {
   const std::string key = unique_prefix() + std::string("k\0ey\r\n*3\r\n", 11);
   const std::string value = std::string("v\0al\r\n$5\r\nue", 12);
   r.command(Command{"SET"}.key(key).arg(value));
-  EXPECT_EQ(r.command(Command{"GET"}.key(key)).string(), value);
+  EXPECT_EQ(r.command(Command{"GET"}.key(key)).string_copy(), value);
   EXPECT_EQ(r.command(Command{"STRLEN"}.key(key)).integer(), static_cast<long long>(value.size()));
 }
 
@@ -215,7 +215,7 @@ TEST(Redis, OneMebibyteValueRoundTrips) {
   for (std::size_t i = 0; i < value.size(); ++i) value[i] = static_cast<char>(i * 131 % 251);
   const std::string key = unique_prefix() + "big";
   r.command(Command{"SET"}.key(key).arg(value));
-  EXPECT_EQ(r.command(Command{"GET"}.key(key)).string(), value);
+  EXPECT_EQ(r.command(Command{"GET"}.key(key)).string_copy(), value);
 }
 
 TEST(Redis, EightThreadsShareOneHandleWithoutCrossedReplies) {
@@ -229,7 +229,7 @@ TEST(Redis, EightThreadsShareOneHandleWithoutCrossedReplies) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
         const std::string msg = std::to_string(t) + ":" + std::to_string(i);
-        if (r.command({"ECHO", msg}).string() != msg) ++mismatches;
+        if (r.command({"ECHO", msg}).string_copy() != msg) ++mismatches;
         ++done;
       }
     });
@@ -257,7 +257,7 @@ TEST(Redis, PipelineKeepsAnErrorInTheMiddleInPlace) {
   EXPECT_EQ(replies[3].integer(), 2);
   EXPECT_TRUE(replies[4].is_nil());
   // The connection is still in step: the next command gets its own reply.
-  EXPECT_EQ(r.command({"ECHO", "after"}).string(), "after");
+  EXPECT_EQ(r.command({"ECHO", "after"}).string_copy(), "after");
 }
 
 TEST(Redis, EmptyPipelineIsNoRoundTrip) {
@@ -270,9 +270,9 @@ TEST(Redis, ConnectsOverUnixSocketAndSelectsDbAndName) {
   so.unix_socket = true;
   RedisServer server(so);
   Redis r(Options::from_uri("unix://" + server.unix_path() + "?db=3&client_name=redkit-test"));
-  const std::string info(r.command({"CLIENT", "INFO"}).string());
+  const std::string info(r.command({"CLIENT", "INFO"}).string_copy());
   EXPECT_NE(info.find(" db=3 "), std::string::npos) << info;
-  EXPECT_EQ(r.command({"CLIENT", "GETNAME"}).string(), "redkit-test");
+  EXPECT_EQ(r.command({"CLIENT", "GETNAME"}).string_copy(), "redkit-test");
 }
 
 TEST(Redis, PoolWaitTimeoutWhenEveryConnectionIsBusy) {
@@ -296,7 +296,7 @@ TEST(Redis, PoolWaitTimeoutWhenEveryConnectionIsBusy) {
   took = time_of([&] { EXPECT_THROW(r.command({"PING"}), redkit::TimeoutError); });
   EXPECT_LT(took, 600ms);
   blocker.join();
-  EXPECT_EQ(r.command({"PING"}).string(), "PONG");
+  EXPECT_EQ(r.command({"PING"}).string_copy(), "PONG");
 }
 
 // ---------------------------------------------------------------- failures
@@ -306,7 +306,7 @@ TEST(Redis, CommandTimeoutRaisesWithinTimeoutPlus100ms) {
   Options o = Options::from_uri(server.uri());
   o.command_timeout = 300ms;
   Redis r(o);
-  ASSERT_EQ(r.command({"PING"}).string(), "PONG");
+  ASSERT_EQ(r.command({"PING"}).string_copy(), "PONG");
   // CLIENT PAUSE stalls every normal client's commands for 1 s.
   ASSERT_EQ(server.cli("CLIENT", "PAUSE", "1000", "ALL"), "OK");
   std::chrono::milliseconds took{};
@@ -314,7 +314,7 @@ TEST(Redis, CommandTimeoutRaisesWithinTimeoutPlus100ms) {
   EXPECT_GE(took, 290ms);
   EXPECT_LE(took, 400ms);
   server.cli("CLIENT", "UNPAUSE");
-  EXPECT_EQ(r.command({"PING"}).string(), "PONG");  // the timed-out connection was replaced
+  EXPECT_EQ(r.command({"PING"}).string_copy(), "PONG");  // the timed-out connection was replaced
 }
 
 TEST(Redis, DebugSleepTimesOutToo) {
@@ -332,13 +332,13 @@ TEST(Redis, ServerKilledGivesIoErrorAndRestartedServerWorksAgain) {
   Options o = Options::from_uri(server.uri());
   o.connect_timeout = 500ms;
   Redis r(o);
-  ASSERT_EQ(r.command({"SET", "k", "v"}).string(), "OK");
+  ASSERT_EQ(r.command({"SET", "k", "v"}).string_copy(), "OK");
   server.kill();
   EXPECT_THROW(r.command({"GET", "k"}), redkit::IoError);
   EXPECT_THROW(r.command({"GET", "k"}), redkit::IoError);  // connect refused
   server.restart();
   EXPECT_TRUE(r.command({"GET", "k"}).is_nil());  // same handle, no user action
-  EXPECT_EQ(r.command({"PING"}).string(), "PONG");
+  EXPECT_EQ(r.command({"PING"}).string_copy(), "PONG");
 }
 
 TEST(Redis, RestartWhileIdleIsPickedUpWithoutAnError) {
@@ -350,7 +350,7 @@ TEST(Redis, RestartWhileIdleIsPickedUpWithoutAnError) {
   for (int i = 0; i < 4; ++i) ts.emplace_back([&] { r.command({"PING"}); });
   for (auto& t : ts) t.join();
   server.restart();
-  for (int i = 0; i < 8; ++i) EXPECT_EQ(r.command({"PING"}).string(), "PONG");
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(r.command({"PING"}).string_copy(), "PONG");
 }
 
 TEST(Redis, ConnectionRefusedIsIoError) {
@@ -394,7 +394,7 @@ TEST(Redis, WriteToSocketTheServerClosedDoesNotRaiseSigpipe) {
     }
     EXPECT_GE(failures, 1);
   }
-  EXPECT_EQ(r.command({"PING"}).string(), "PONG");
+  EXPECT_EQ(r.command({"PING"}).string_copy(), "PONG");
   sigaction(SIGPIPE, &old, nullptr);
 }
 
@@ -407,10 +407,10 @@ TEST(Auth, PasswordAndAclUserWork) {
   server.cli("ACL", "SETUSER", "app", "on", ">app-pw", "~*", "+@all");
 
   Redis with_password(Options::from_uri("redis://:s3cret-pw@127.0.0.1:" + std::to_string(server.port())));
-  EXPECT_EQ(with_password.command({"PING"}).string(), "PONG");
+  EXPECT_EQ(with_password.command({"PING"}).string_copy(), "PONG");
 
   Redis with_user(Options::from_uri("redis://app:app-pw@127.0.0.1:" + std::to_string(server.port())));
-  EXPECT_EQ(with_user.command({"ACL", "WHOAMI"}).string(), "app");
+  EXPECT_EQ(with_user.command({"ACL", "WHOAMI"}).string_copy(), "app");
 
   Redis none(Options::from_uri(server.uri()));
   try {
@@ -448,7 +448,7 @@ TEST(Auth, WrongPasswordErrorDoesNotContainThePassword) {
 TEST(Script, ShaMatchesTheServers) {
   Redis r = shared_client();
   redkit::Script s("return redis.call('PING')");
-  EXPECT_EQ(r.command({"SCRIPT", "LOAD", s.source()}).string(), s.sha());
+  EXPECT_EQ(r.command({"SCRIPT", "LOAD", s.source()}).string_copy(), s.sha());
   EXPECT_EQ(redkit::Script("").sha(), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
 }
 

@@ -55,7 +55,7 @@ std::vector<std::string> key_per_slot(const std::string& prefix) {
 
 // How many error replies with this prefix the node has sent (INFO errorstats).
 long long error_count(const RedisServer& node, const std::string& prefix) {
-  const std::string stats(redkit::test::node_command(node.port(), {"INFO", "errorstats"}).string());
+  const std::string stats(redkit::test::node_command(node.port(), {"INFO", "errorstats"}).string_copy());
   const std::string count = redkit::test::info_field(stats, "errorstat_" + prefix);
   return count.empty() ? 0 : std::stoll(count.substr(count.find('=') + 1));
 }
@@ -181,11 +181,11 @@ TEST_F(ClusterTest, CommandsReachTheMasterOfEverySlot) {
     const std::string& key = keys[static_cast<std::size_t>(slot)];
     RedisServer& owner = shared_cluster().master_of(slot);
     EXPECT_EQ(owner.cli("GET", key), "v" + key) << "slot " << slot;
-    EXPECT_EQ(client_.command(Command{"GET"}.key(key)).string(), "v" + key);
+    EXPECT_EQ(client_.command(Command{"GET"}.key(key)).string_copy(), "v" + key);
   }
   // Single commands, a sample of slots spread over all masters.
   for (std::size_t slot = 0; slot < keys.size(); slot += 97) {
-    EXPECT_EQ(client_.command(Command{"GET"}.key(keys[slot])).string(), "v" + keys[slot]);
+    EXPECT_EQ(client_.command(Command{"GET"}.key(keys[slot])).string_copy(), "v" + keys[slot]);
   }
 }
 
@@ -224,8 +224,8 @@ TEST_F(ClusterTest, CommandWithoutRoutingKeyFollowsMoved) {
   client_.command(Command{"SET"}.key(key).arg("v"));
   // Built from argv: no routing key, so it goes to any master; a MOVED
   // reply sends it on. Every master in turn, so some go straight there.
-  for (int i = 0; i < 6; ++i) EXPECT_EQ(client_.command({"GET", key}).string(), "v");
-  EXPECT_EQ(client_.command({"PING"}).string(), "PONG");
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(client_.command({"GET", key}).string_copy(), "v");
+  EXPECT_EQ(client_.command({"PING"}).string_copy(), "PONG");
 }
 
 TEST_F(ClusterTest, ErrorReplyIsThrownAsReplyError) {
@@ -249,9 +249,9 @@ TEST_F(ClusterTest, MovedAfterASlotMoveUpdatesTheMap) {
   shared_cluster().move_slot(slot, to);
 
   const long long moved_before = error_count(from, "MOVED");
-  EXPECT_EQ(client_.command(Command{"GET"}.key(key)).string(), "before");  // MOVED, followed
+  EXPECT_EQ(client_.command(Command{"GET"}.key(key)).string_copy(), "before");  // MOVED, followed
   client_.command(Command{"SET"}.key(key).arg("after"));                   // straight to the new owner
-  EXPECT_EQ(client_.command(Command{"GET"}.key(key)).string(), "after");
+  EXPECT_EQ(client_.command(Command{"GET"}.key(key)).string_copy(), "after");
   EXPECT_EQ(error_count(from, "MOVED") - moved_before, 1);
   EXPECT_EQ(to.cli("GET", key), "after");
 
@@ -281,8 +281,8 @@ TEST_F(ClusterTest, AskDuringALiveMigrationIsFollowedWithoutError) {
   shared_cluster().migrate_key(owner, target, moved_key);
 
   const long long ask_before = error_count(owner, "ASK");
-  EXPECT_EQ(client_.command(Command{"GET"}.key(moved_key)).string(), "m");    // ASK, then ASKING + GET
-  EXPECT_EQ(client_.command(Command{"GET"}.key(staying_key)).string(), "s");  // still on the owner
+  EXPECT_EQ(client_.command(Command{"GET"}.key(moved_key)).string_copy(), "m");    // ASK, then ASKING + GET
+  EXPECT_EQ(client_.command(Command{"GET"}.key(staying_key)).string_copy(), "s");  // still on the owner
   EXPECT_TRUE(client_.command(Command{"SET"}.key(new_key).arg("n")).ok());    // created on the target
   EXPECT_EQ(target.cli("CLUSTER", "COUNTKEYSINSLOT", std::to_string(slot)), "2");
   const auto replies = client_.pipeline(
@@ -294,7 +294,7 @@ TEST_F(ClusterTest, AskDuringALiveMigrationIsFollowedWithoutError) {
   EXPECT_EQ(error_count(owner, "ASK") - ask_before, 4);
 
   shared_cluster().finish_slot_migration(slot, owner, target);
-  EXPECT_EQ(client_.command(Command{"GET"}.key(staying_key)).string(), "s");
+  EXPECT_EQ(client_.command(Command{"GET"}.key(staying_key)).string_copy(), "s");
 }
 
 TEST_F(ClusterTest, CounterWorkloadSurvivesAReshardOfItsSlotWithNoError) {
@@ -493,12 +493,12 @@ TEST_F(ClusterTest, ScriptsRunOnTheNodeOfTheirFirstKeyAndSurviveScriptFlush) {
   std::vector<std::string> keys;
   for (int slot : {10, 6000, 12000}) keys.push_back(key_in_slot(prefix_, slot));
   for (const auto& key : keys) {
-    EXPECT_EQ(client_.eval(script, {std::string_view(key)}, {std::string_view("x")}).string(), "x");
+    EXPECT_EQ(client_.eval(script, {std::string_view(key)}, {std::string_view("x")}).string_copy(), "x");
     EXPECT_EQ(shared_cluster().master_of(hash_slot(key)).cli("GET", key), "x");
   }
   for (RedisServer* m : shared_cluster().masters()) m->cli("SCRIPT", "FLUSH");
   for (const auto& key : keys) {
-    EXPECT_EQ(client_.eval(script, {std::string_view(key)}, {std::string_view("y")}).string(), "y");
+    EXPECT_EQ(client_.eval(script, {std::string_view(key)}, {std::string_view("y")}).string_copy(), "y");
   }
   // A script over keys in two slots is refused by the server.
   const std::string other = key_in_slot(prefix_, 13000);
@@ -513,18 +513,19 @@ TEST_F(ClusterTest, LeaseIsAConnectionToTheKeysMaster) {
   {
     redkit::Lease lease = client_.lease(key);
     // No redirect on a lease: GET only works on the owner.
-    EXPECT_EQ(lease.command(Command{"GET"}.key(key), 1000ms).string(), "v");
+    EXPECT_EQ(lease.command(Command{"GET"}.key(key), 1000ms).string_copy(), "v");
   }
   // A blocking pop on the lease is woken by a push through the client.
   const std::string list = key_in_slot(prefix_ + "list", 300);
   auto pop = std::async(std::launch::async, [&] {
     redkit::Lease lease = client_.lease(list);
-    return std::string(lease.command(Command{"BLPOP"}.key(list).arg("5"), 6000ms)[1].string());
+    const redkit::Reply popped = lease.command(Command{"BLPOP"}.key(list).arg("5"), 6000ms);
+    return std::string(popped[1].string());
   });
   EXPECT_EQ(pop.wait_for(100ms), std::future_status::timeout);
   client_.command(Command{"RPUSH"}.key(list).arg("wake"));
   EXPECT_EQ(pop.get(), "wake");
-  EXPECT_EQ(client_.lease().command(Command{"PING"}, 1000ms).string(), "PONG");
+  EXPECT_EQ(client_.lease().command(Command{"PING"}, 1000ms).string_copy(), "PONG");
 }
 
 TEST_F(ClusterTest, MastersGivesOneHandlePerMasterForScans) {
@@ -533,7 +534,8 @@ TEST_F(ClusterTest, MastersGivesOneHandlePerMasterForScans) {
   std::set<int> ports;
   for (auto& m : masters) {
     ports.insert(m.options().port);
-    EXPECT_EQ(m.command({"ROLE"})[0].string(), "master");
+    const redkit::Reply role = m.command({"ROLE"});
+    EXPECT_EQ(role[0].string(), "master");
   }
   EXPECT_EQ(ports.size(), 3u);
 
@@ -562,7 +564,7 @@ TEST_F(ClusterTest, CopiesShareOneStateAcrossThreads) {
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(client_.command(Command{"GET"}.key(key)).string(), "1000");
+  EXPECT_EQ(client_.command(Command{"GET"}.key(key)).string_copy(), "1000");
 }
 
 TEST_F(ClusterTest, ManualFailoverIsFollowedWithNoError) {
@@ -581,7 +583,7 @@ TEST_F(ClusterTest, ManualFailoverIsFollowedWithNoError) {
   RedisServer* replica = nullptr;
   for (std::size_t i = 0; i < shared_cluster().size(); ++i) {
     RedisServer& n = shared_cluster().node(i);
-    const std::string info(redkit::test::node_command(n.port(), {"INFO", "replication"}).string());
+    const std::string info(redkit::test::node_command(n.port(), {"INFO", "replication"}).string_copy());
     if (redkit::test::info_field(info, "role") == "slave" &&
         redkit::test::info_field(info, "master_port") == std::to_string(old_master.port())) {
       replica = &n;
@@ -591,7 +593,7 @@ TEST_F(ClusterTest, ManualFailoverIsFollowedWithNoError) {
   ASSERT_TRUE(redkit::test::node_command(replica->port(), {"CLUSTER", "FAILOVER", "TAKEOVER"}).ok());
   auto role = [](RedisServer& n) {
     return redkit::test::info_field(
-        std::string(redkit::test::node_command(n.port(), {"INFO", "replication"}).string()), "role");
+        redkit::test::node_command(n.port(), {"INFO", "replication"}).string_copy(), "role");
   };
   ASSERT_TRUE(redkit::test::wait_until([&] { return role(old_master) == "slave"; }, 10s, 20ms));
   shared_cluster().wait_healthy();

@@ -289,7 +289,7 @@ TYPED_TEST(CounterTest, NonNumericValueGivesDecodeErrorNamingTheKey) {
   } catch (const redkit::DecodeError& e) {
     EXPECT_EQ(e.key(), this->key_);
   }
-  EXPECT_THROW(c.incr(), redkit::ReplyError);
+  EXPECT_THROW(c.incr(), redkit::DecodeError);  // INCRBY refused what the key holds
   EXPECT_EQ(this->raw_get(), "not a number");  // nothing overwritten
   this->client_.command(Command{"SET"}.key(this->key_).arg("300"));
   EXPECT_THROW(this->template counter<std::uint8_t>().get(), OverflowError);

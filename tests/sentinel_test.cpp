@@ -23,7 +23,7 @@ using redkit::test::unique_prefix;
 namespace {
 
 long long error_count(const RedisServer& node, const std::string& prefix) {
-  const std::string stats(redkit::test::node_command(node.port(), {"INFO", "errorstats"}).string());
+  const std::string stats(redkit::test::node_command(node.port(), {"INFO", "errorstats"}).string_copy());
   const std::string count = redkit::test::info_field(stats, "errorstat_" + prefix);
   return count.empty() ? 0 : std::stoll(count.substr(count.find('=') + 1));
 }
@@ -69,9 +69,10 @@ class SentinelTest : public ::testing::Test {
 
 TEST_F(SentinelTest, ResolvesTheMasterByNameAndWritesThere) {
   client_.command(Command{"SET"}.key(key_).arg("v"));
-  EXPECT_EQ(client_.command(Command{"GET"}.key(key_)).string(), "v");
+  EXPECT_EQ(client_.command(Command{"GET"}.key(key_)).string_copy(), "v");
   EXPECT_EQ(shared_sentinel().current_master().cli("GET", key_), "v");
-  EXPECT_EQ(client_.command({"ROLE"})[0].string(), "master");
+  const redkit::Reply role = client_.command({"ROLE"});
+  EXPECT_EQ(role[0].string(), "master");
 }
 
 TEST_F(SentinelTest, PipelineScriptAndLeaseGoToTheMaster) {
@@ -80,7 +81,7 @@ TEST_F(SentinelTest, PipelineScriptAndLeaseGoToTheMaster) {
   const redkit::Script script("return redis.call('INCR', KEYS[1])");
   EXPECT_EQ(client_.eval(script, {std::string_view(key_)}, {}).integer(), 3);
   redkit::Lease lease = client_.lease(key_);
-  EXPECT_EQ(lease.command(Command{"GET"}.key(key_), 1000ms).string(), "3");
+  EXPECT_EQ(lease.command(Command{"GET"}.key(key_), 1000ms).string_copy(), "3");
   EXPECT_EQ(client_.masters().size(), 1u);
 }
 

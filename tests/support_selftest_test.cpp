@@ -1,17 +1,25 @@
 // Pins the behaviour of tests/support: real servers, real processes.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <set>
 #include <string>
 
+#include "support/fault_proxy.hpp"
+#include "support/resp_framer.hpp"
+#include "support/scripted_server.hpp"
 #include "support/server.hpp"
 
 using namespace std::chrono_literals;
@@ -261,4 +269,311 @@ TEST(SupportWaitUntil, ReturnsFalseAfterDeadlineAndTruePromptly) {
   int n = 0;
   EXPECT_TRUE(redkit::test::wait_until([&] { return ++n == 3; }, 10s, 1ms));
   EXPECT_EQ(n, 3);
+}
+
+// ---- RespFramer, FaultProxy, ScriptedServer ---------------------------------
+
+namespace {
+
+using redkit::test::FaultProxy;
+using redkit::test::Flow;
+using redkit::test::RespFramer;
+using redkit::test::ScriptedServer;
+using redkit::test::ServerScript;
+
+// A plain blocking TCP client, so the fixtures are tested without redkit.
+class RawClient {
+ public:
+  enum class End { Open, Eof, Reset };
+
+  // A blocking connect: it returns once the handshake is done, even when
+  // the server resets the connection right after accepting it.
+  explicit RawClient(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      throw std::runtime_error(std::string("RawClient: cannot connect: ") + std::strerror(errno));
+    }
+  }
+  ~RawClient() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  void send(const std::string& bytes) {
+    ASSERT_EQ(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  }
+
+  // Reads until `want` bytes arrived, the peer closed, or `limit` passed.
+  std::string read(std::size_t want, std::chrono::milliseconds limit) {
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (out.size() < want && end_ == End::Open) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, std::min(sizeof buf, want - out.size()), 0);
+      if (n > 0) {
+        out.append(buf, static_cast<std::size_t>(n));
+      } else {
+        end_ = (n < 0 && errno == ECONNRESET) ? End::Reset : End::Eof;
+      }
+    }
+    return out;
+  }
+  End end() const { return end_; }
+
+ private:
+  int fd_ = -1;
+  End end_ = End::Open;
+};
+
+std::string resp_command(std::initializer_list<std::string> args) {
+  std::string out = "*" + std::to_string(args.size()) + "\r\n";
+  for (const auto& a : args) out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  return out;
+}
+
+}  // namespace
+
+TEST(SupportRespFramer, FindsTheEndOfEachValueAcrossChunks) {
+  RespFramer f;
+  const std::string two = resp_command({"SET", "k", "v\r\nv"}) + resp_command({"GET", "k"});
+  const std::size_t first = resp_command({"SET", "k", "v\r\nv"}).size();
+  EXPECT_EQ(f.feed(std::string_view(two).substr(0, 7)), 7u);  // mid-frame
+  EXPECT_FALSE(f.frame_ended());
+  EXPECT_FALSE(f.at_frame_start());
+  EXPECT_EQ(f.feed(std::string_view(two).substr(7)), first - 7);
+  EXPECT_TRUE(f.frame_ended());
+  EXPECT_TRUE(f.at_frame_start());
+  EXPECT_EQ(f.feed(std::string_view(two).substr(first)), two.size() - first);
+  EXPECT_TRUE(f.frame_ended());
+
+  for (const std::string reply : {"+OK\r\n", "-ERR x\r\n", ":-12\r\n", "$-1\r\n", "*-1\r\n", "*0\r\n", "$0\r\n\r\n",
+                                  "*2\r\n*1\r\n:1\r\n$2\r\nab\r\n", "PING\r\n", "PING\n"}) {
+    RespFramer g;
+    EXPECT_EQ(g.feed(reply + "+next\r\n"), reply.size()) << reply;
+    EXPECT_TRUE(g.frame_ended()) << reply;
+  }
+}
+
+TEST(SupportRespFramer, BytesThatAreNotRespFailTheFramer) {
+  RespFramer f;
+  EXPECT_EQ(f.feed("*1\r\n!bad\r\n:1\r\n"), 14u);
+  EXPECT_TRUE(f.failed());
+  EXPECT_FALSE(f.frame_ended());
+  RespFramer g;
+  g.feed("$-7\r\n");
+  EXPECT_TRUE(g.failed());
+}
+
+TEST(SupportFaultProxy, ForwardsBothWaysAndCountsCommandsAndReplies) {
+  RedisServer server;
+  FaultProxy proxy(server.port());
+  EXPECT_NE(proxy.port(), server.port());
+  RawClient c(proxy.port());
+  c.send(resp_command({"SET", "k", "v"}) + resp_command({"GET", "k"}));
+  EXPECT_EQ(c.read(12, 5s), "+OK\r\n$1\r\nv\r\n");
+  EXPECT_EQ(proxy.accepted(), 1u);
+  EXPECT_EQ(proxy.open_connections(), 1u);
+  EXPECT_EQ(proxy.commands_forwarded(), 2u);
+  EXPECT_EQ(proxy.replies_forwarded(), 2u);
+  EXPECT_EQ(proxy.bytes_forwarded(Flow::ToClient), 12u);
+  EXPECT_EQ(server.cli("GET", "k"), "v");
+}
+
+TEST(SupportFaultProxy, DelayHoldsEveryChunkForTheDelay) {
+  RedisServer server;
+  FaultProxy proxy(server.port());
+  RawClient c(proxy.port());
+  proxy.delay(300ms);
+  const auto start = std::chrono::steady_clock::now();
+  c.send(resp_command({"PING"}));
+  EXPECT_EQ(c.read(7, 5s), "+PONG\r\n");
+  // Both directions are delayed: at least 2 x 300 ms.
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 600ms);
+  proxy.forward();
+  const auto again = std::chrono::steady_clock::now();
+  c.send(resp_command({"PING"}));
+  EXPECT_EQ(c.read(7, 5s), "+PONG\r\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - again, 300ms);
+}
+
+TEST(SupportFaultProxy, DropNextReplyLosesExactlyOneReply) {
+  RedisServer server;
+  FaultProxy proxy(server.port());
+  RawClient c(proxy.port());
+  proxy.drop_next_reply();
+  c.send(resp_command({"ECHO", "first"}));
+  EXPECT_TRUE(redkit::test::wait_until([&] { return proxy.replies_dropped() == 1; }, 5s));
+  c.send(resp_command({"ECHO", "second"}));
+  EXPECT_EQ(c.read(12, 5s), "$6\r\nsecond\r\n");
+  EXPECT_EQ(c.end(), RawClient::End::Open);
+}
+
+TEST(SupportFaultProxy, ResetAfterBytesToClientCutsTheReply) {
+  RedisServer server;
+  server.cli("SET", "big", std::string(1000, 'x'));
+  FaultProxy proxy(server.port());
+  RawClient c(proxy.port());
+  proxy.reset_after_bytes(Flow::ToClient, 10);
+  c.send(resp_command({"GET", "big"}));
+  EXPECT_EQ(c.read(2000, 5s), "$1000\r\nxxx");
+  EXPECT_EQ(c.end(), RawClient::End::Reset);
+  EXPECT_EQ(proxy.resets(), 1u);
+  EXPECT_TRUE(redkit::test::wait_until([&] { return proxy.open_connections() == 0; }, 5s));
+}
+
+TEST(SupportFaultProxy, ResetAfterBytesToServerNeverDeliversTheWholeCommand) {
+  RedisServer server;
+  FaultProxy proxy(server.port());
+  RawClient c(proxy.port());
+  proxy.reset_after_bytes(Flow::ToServer, 5);
+  c.send(resp_command({"SET", "k", "v"}));
+  EXPECT_EQ(c.read(100, 5s), "");
+  EXPECT_EQ(c.end(), RawClient::End::Reset);
+  EXPECT_EQ(proxy.bytes_forwarded(Flow::ToServer), 5u);
+  EXPECT_EQ(server.cli("EXISTS", "k"), "0");
+}
+
+TEST(SupportFaultProxy, ResetAfterNextCommandRunsItButTheClientNeverSeesTheReply) {
+  RedisServer server;
+  FaultProxy proxy(server.port());
+  RawClient c(proxy.port());
+  c.send(resp_command({"PING"}));
+  EXPECT_EQ(c.read(7, 5s), "+PONG\r\n");
+  proxy.reset_after_next_command();
+  c.send(resp_command({"INCR", "n"}) + resp_command({"INCR", "n"}));  // the second is never forwarded
+  EXPECT_EQ(c.read(100, 5s), "");
+  EXPECT_EQ(c.end(), RawClient::End::Reset);
+  EXPECT_TRUE(redkit::test::wait_until([&] { return proxy.open_connections() == 0; }, 5s));
+  EXPECT_EQ(server.cli("GET", "n"), "1");
+  EXPECT_EQ(proxy.commands_forwarded(), 2u);  // PING, first INCR
+}
+
+TEST(SupportFaultProxy, StallKeepsTheSocketOpenAndForwardResumes) {
+  RedisServer server;
+  FaultProxy proxy(server.port());
+  RawClient c(proxy.port());
+  proxy.stall();
+  c.send(resp_command({"PING"}));
+  EXPECT_EQ(c.read(7, 300ms), "");
+  EXPECT_EQ(c.end(), RawClient::End::Open);
+  EXPECT_EQ(proxy.commands_forwarded(), 0u);
+  proxy.forward();
+  EXPECT_EQ(c.read(7, 5s), "+PONG\r\n");
+}
+
+TEST(SupportFaultProxy, BlackHoleAcceptsAndNeverAnswers) {
+  RedisServer server;
+  FaultProxy proxy(server.port());
+  proxy.black_hole();
+  RawClient c(proxy.port());
+  c.send(resp_command({"SET", "k", "v"}));
+  EXPECT_EQ(c.read(5, 300ms), "");
+  EXPECT_EQ(c.end(), RawClient::End::Open);
+  EXPECT_EQ(proxy.accepted(), 1u);
+  EXPECT_EQ(server.cli("EXISTS", "k"), "0");
+  proxy.forward();  // later connections are forwarded again
+  RawClient d(proxy.port());
+  d.send(resp_command({"PING"}));
+  EXPECT_EQ(d.read(7, 5s), "+PONG\r\n");
+}
+
+TEST(SupportFaultProxy, ResetAllAndAnUpstreamThatIsDownResetTheClient) {
+  RedisServer server;
+  FaultProxy proxy(server.port());
+  RawClient c(proxy.port());
+  c.send(resp_command({"PING"}));
+  EXPECT_EQ(c.read(7, 5s), "+PONG\r\n");
+  proxy.reset_all();
+  EXPECT_EQ(c.read(1, 5s), "");
+  EXPECT_EQ(c.end(), RawClient::End::Reset);
+  EXPECT_EQ(proxy.resets(), 1u);
+
+  server.kill();
+  RawClient d(proxy.port());
+  EXPECT_EQ(d.read(1, 5s), "");
+  EXPECT_EQ(d.end(), RawClient::End::Reset);
+  EXPECT_EQ(proxy.resets(), 2u);
+}
+
+TEST(SupportFaultProxy, StopClosesEveryConnectionAndIsIdempotent) {
+  RedisServer server;
+  auto proxy = std::make_unique<FaultProxy>(server.port());
+  RawClient c(proxy->port());
+  c.send(resp_command({"PING"}));
+  EXPECT_EQ(c.read(7, 5s), "+PONG\r\n");
+  proxy->stop();
+  EXPECT_EQ(c.read(1, 5s), "");
+  EXPECT_NE(c.end(), RawClient::End::Open);
+  proxy->stop();
+  proxy.reset();
+}
+
+TEST(SupportScriptedServer, SendsOnlyAfterAWholeCommandArrived) {
+  ScriptedServer server(ServerScript().read_command().send("+HI\r\n"));
+  RawClient c(server.port());
+  const std::string ping = resp_command({"PING"});
+  c.send(ping.substr(0, 6));
+  EXPECT_EQ(c.read(5, 200ms), "");
+  c.send(ping.substr(6));
+  EXPECT_EQ(c.read(5, 5s), "+HI\r\n");
+  EXPECT_TRUE(redkit::test::wait_until([&] { return server.finished() == 1; }, 5s));
+  EXPECT_EQ(c.read(1, 200ms), "");  // silent afterwards, still open
+  EXPECT_EQ(c.end(), RawClient::End::Open);
+  EXPECT_EQ(server.bytes_received(), ping.size());
+}
+
+TEST(SupportScriptedServer, ReadBytesWaitsForTheCount) {
+  ScriptedServer server(ServerScript().read_bytes(4).send("go"));
+  RawClient c(server.port());
+  c.send("abc");
+  EXPECT_EQ(c.read(2, 200ms), "");
+  c.send("d");
+  EXPECT_EQ(c.read(2, 5s), "go");
+}
+
+TEST(SupportScriptedServer, DribbleSpacesTheBytesAndPauseWaits) {
+  ScriptedServer server(ServerScript().pause(100ms).dribble("abc", 150ms));
+  const auto start = std::chrono::steady_clock::now();
+  RawClient c(server.port());
+  EXPECT_EQ(c.read(1, 5s), "a");
+  const auto first = std::chrono::steady_clock::now();
+  EXPECT_GE(first - start, 100ms);
+  EXPECT_EQ(c.read(2, 5s), "bc");
+  EXPECT_GE(std::chrono::steady_clock::now() - first, 300ms);
+}
+
+TEST(SupportScriptedServer, CloseGivesEofResetGivesAResetAndScriptsGoPerConnection) {
+  ScriptedServer server(
+      {ServerScript().send("x").close(), ServerScript().read_bytes(1).reset(), ServerScript().send("+OK\r\n")});
+  RawClient a(server.port());
+  EXPECT_EQ(a.read(10, 5s), "x");
+  EXPECT_EQ(a.end(), RawClient::End::Eof);
+  RawClient b(server.port());
+  b.send("?");
+  EXPECT_EQ(b.read(10, 5s), "");
+  EXPECT_EQ(b.end(), RawClient::End::Reset);
+  for (int i = 0; i < 2; ++i) {  // the last script plays for every later connection
+    RawClient c(server.port());
+    EXPECT_EQ(c.read(5, 5s), "+OK\r\n");
+  }
+  EXPECT_EQ(server.accepted(), 4u);
+}
+
+TEST(SupportScriptedServer, SeesTheClientClose) {
+  ScriptedServer server(ServerScript().read_command());
+  {
+    RawClient c(server.port());
+    c.send(resp_command({"PING"}));
+    EXPECT_TRUE(redkit::test::wait_until([&] { return server.finished() == 1; }, 5s));
+  }
+  EXPECT_TRUE(redkit::test::wait_until([&] { return server.client_closed() == 1; }, 5s));
 }

@@ -91,7 +91,7 @@ TEST_P(SignalDuringRead, TenHertzSignalsDuringAReadFromAStoppedServerEndInTimeou
   Options o = Options::from_uri(server.uri());
   o.command_timeout = 500ms;
   Redis r(o);
-  ASSERT_EQ(r.command({"PING"}).string(), "PONG");
+  ASSERT_EQ(r.command({"PING"}).string_copy(), "PONG");
 
   struct sigaction sa {};
   struct sigaction old {};
@@ -121,7 +121,7 @@ TEST_P(SignalDuringRead, TenHertzSignalsDuringAReadFromAStoppedServerEndInTimeou
   EXPECT_GE(took, 490ms);
   EXPECT_LE(took, 600ms);  // command_timeout + 100 ms
   EXPECT_GE(g_alarms, 3);   // the signals did arrive during the read
-  EXPECT_EQ(r.command({"PING"}).string(), "PONG");  // a fresh connection after the timeout
+  EXPECT_EQ(r.command({"PING"}).string_copy(), "PONG");  // a fresh connection after the timeout
 }
 
 INSTANTIATE_TEST_SUITE_P(WithAndWithoutSaRestart, SignalDuringRead, ::testing::Values(true, false),
@@ -170,11 +170,11 @@ TEST(Transport, ConnectsOverIpv6LoopbackAndByHostName) {
   so.extra_args = {"--bind", "127.0.0.1", "::1"};
   RedisServer server(so);
   Redis v6("redis://[::1]:" + std::to_string(server.port()) + "/0");
-  EXPECT_EQ(v6.command({"PING"}).string(), "PONG");
+  EXPECT_EQ(v6.command({"PING"}).string_copy(), "PONG");
   // CLIENT INFO shows the peer address the server saw.
-  EXPECT_NE(std::string(v6.command({"CLIENT", "INFO"}).string()).find("addr=[::1]"), std::string::npos);
+  EXPECT_NE(std::string(v6.command({"CLIENT", "INFO"}).string_copy()).find("addr=[::1]"), std::string::npos);
   Redis named("redis://localhost:" + std::to_string(server.port()) + "/0");
-  EXPECT_EQ(named.command({"PING"}).string(), "PONG");
+  EXPECT_EQ(named.command({"PING"}).string_copy(), "PONG");
 }
 
 TEST(Transport, HostNameTriesEveryAddressUntilOneAnswers) {
@@ -185,7 +185,7 @@ TEST(Transport, HostNameTriesEveryAddressUntilOneAnswers) {
   o.host = "localhost";
   o.port = server.port();
   Redis r(o);
-  EXPECT_EQ(r.command({"PING"}).string(), "PONG");
+  EXPECT_EQ(r.command({"PING"}).string_copy(), "PONG");
 }
 
 TEST(Transport, UnixSocketPathLongerThanTheKernelTakesIsConfigError) {
@@ -215,14 +215,14 @@ TEST(Transport, TlsWithoutTheTlsHeaderIsAConfigErrorThatSaysWhatToInclude) {
 TEST(Transport, MovedFromClientsThrowInsteadOfCrashing) {
   Redis a(shared_options());
   Redis b(std::move(a));
-  EXPECT_EQ(b.command({"PING"}).string(), "PONG");
+  EXPECT_EQ(b.command({"PING"}).string_copy(), "PONG");
   EXPECT_THROW(a.command({"PING"}), redkit::Error);  // NOLINT(bugprone-use-after-move)
   EXPECT_THROW(a.lease(), redkit::Error);
   EXPECT_THROW(a.options(), redkit::Error);
   redkit::Lease l = b.lease();
   redkit::Lease m(std::move(l));
   EXPECT_THROW(l.command(Command{"PING"}), redkit::Error);  // NOLINT(bugprone-use-after-move)
-  EXPECT_EQ(m.command(Command{"PING"}).string(), "PONG");
+  EXPECT_EQ(m.command(Command{"PING"}).string_copy(), "PONG");
 }
 
 // ---------------------------------------------------------------- big writes
@@ -241,7 +241,9 @@ TEST(Transport, AHundredMebibyteSetCostsNoCopyOfTheValue) {
   };
   EXPECT_LT(extra_mib("arg_view"), 10.0);   // Command::arg_view: not copied at all
   EXPECT_LT(extra_mib("cache_set"), 10.0);  // RedisCache::set references the serializer's bytes
-  EXPECT_LT(extra_mib("arg_copy"), 110.0);  // Command::arg: one copy, in the command
+  // The control: Command::arg copies the value into the command once, and
+  // the measurement sees it (sanitizers' shadow memory makes it larger).
+  EXPECT_GT(extra_mib("arg_copy"), 90.0);
 }
 
 // ---------------------------------------------------------------- the pool and leases
@@ -264,8 +266,8 @@ TEST(Checkout, PoolRefusesStateChangingCommandsAndPointsToLease) {
     }
   }
   // The pooled connection is untouched: still db 0.
-  EXPECT_EQ(r.command({"CLIENT", "INFO"}).string().find("db=0") != std::string::npos, true);
-  EXPECT_EQ(r.command({"PING"}).string(), "PONG");
+  EXPECT_EQ(r.command({"CLIENT", "INFO"}).string_copy().find("db=0") != std::string::npos, true);
+  EXPECT_EQ(r.command({"PING"}).string_copy(), "PONG");
 }
 
 TEST(Checkout, PipelineRunsATransactionThatClosesWithinIt) {
@@ -284,7 +286,7 @@ TEST(Checkout, PipelineRunsATransactionThatClosesWithinIt) {
   EXPECT_THROW(r.pipeline({Command{"EXEC"}}), redkit::ConfigError);
   EXPECT_THROW(r.pipeline({Command{"WATCH"}.key(k)}), redkit::ConfigError);
   // Nothing was left open on the pooled connection.
-  EXPECT_EQ(r.command(Command{"GET"}.key(k)).string(), "2");
+  EXPECT_EQ(r.command(Command{"GET"}.key(k)).string_copy(), "2");
 }
 
 namespace {
@@ -300,7 +302,7 @@ TEST(Checkout, ALeaseLeftInMultiIsDiscardedNotReused) {
     redkit::Lease l = r.lease();
     first = client_id(l);
     EXPECT_TRUE(l.command(Command{"MULTI"}).ok());
-    EXPECT_EQ(l.command(Command{"GET", "x"}).string(), "QUEUED");
+    EXPECT_EQ(l.command(Command{"GET", "x"}).string_copy(), "QUEUED");
   }  // left in MULTI
   redkit::Lease next = r.lease();
   EXPECT_NE(client_id(next), first);
@@ -336,7 +338,7 @@ TEST(Checkout, LeasesLeftSubscribedInMonitorAfterSelectOrWithRepliesOwedAreDisca
     }
     redkit::Lease next = r.lease();
     EXPECT_NE(client_id(next), id);
-    EXPECT_EQ(next.command(Command{"PING"}).string(), "PONG");
+    EXPECT_EQ(next.command(Command{"PING"}).string_copy(), "PONG");
   };
   leave([](redkit::Lease& l) { l.command(Command{"SUBSCRIBE", "ch"}); });
   leave([](redkit::Lease& l) { l.command(Command{"MONITOR"}); });
@@ -349,8 +351,8 @@ TEST(Checkout, LeasesLeftSubscribedInMonitorAfterSelectOrWithRepliesOwedAreDisca
 
 TEST(Checkout, ALeaseKeepsItsPoolAliveAfterTheClientIsGone) {
   redkit::Lease l = Redis(shared_options()).lease();  // the Redis is a temporary
-  EXPECT_EQ(l.command(Command{"PING"}).string(), "PONG");
-  EXPECT_EQ(l.command(Command{"ECHO", "still here"}).string(), "still here");
+  EXPECT_EQ(l.command(Command{"PING"}).string_copy(), "PONG");
+  EXPECT_EQ(l.command(Command{"ECHO", "still here"}).string_copy(), "still here");
 }
 
 TEST(Checkout, DedicatedConnectionsAreLimitedByAnOptionAndTheWaitIsBounded) {
@@ -377,7 +379,7 @@ TEST(Checkout, DedicatedConnectionsAreLimitedByAnOptionAndTheWaitIsBounded) {
   }
   b.release();
   auto c = r.lease();
-  EXPECT_EQ(c.command(Command{"PING"}).string(), "PONG");
+  EXPECT_EQ(c.command(Command{"PING"}).string_copy(), "PONG");
 }
 
 TEST(Checkout, MoreThanTwoHundredFiftySixLeasesWhenTheOptionAllowsThem) {
@@ -386,7 +388,7 @@ TEST(Checkout, MoreThanTwoHundredFiftySixLeasesWhenTheOptionAllowsThem) {
   Redis r(o);
   std::vector<redkit::Lease> leases;
   for (int i = 0; i < 260; ++i) leases.push_back(r.lease());
-  EXPECT_EQ(leases.back().command(Command{"PING"}).string(), "PONG");
+  EXPECT_EQ(leases.back().command(Command{"PING"}).string_copy(), "PONG");
   EXPECT_GE(r.stats().connections_open, 260u);
 }
 
@@ -414,16 +416,25 @@ TEST(Events, ReportOpenedClosedBrokenAndConnectFailedWithCounters) {
     std::lock_guard<std::mutex> lk(m);
     EXPECT_EQ(seen.front().second, "127.0.0.1:" + std::to_string(server.port()));
   }
+  // A connection in use when the server dies breaks: a lease blocked in BLPOP.
+  std::thread blocked([&] {
+    redkit::Lease l = r.lease();
+    EXPECT_THROW(l.command(Command{"BLPOP", "never", "5"}, 6000ms), redkit::IoError);
+  });
+  ASSERT_TRUE(wait_until(
+      [&] { return server.cli("INFO", "clients").find("blocked_clients:1") != std::string::npos; }, 2000ms));
   server.kill();
-  EXPECT_THROW(r.command({"PING"}), redkit::IoError);  // the pooled connection breaks
+  blocked.join();
   EXPECT_EQ(count(redkit::EventType::ConnectionBroken), 1);
-  EXPECT_THROW(r.command({"PING"}), redkit::IoError);  // refused
+  // The idle pooled connection is found dead and closed; the new connect is refused.
+  EXPECT_THROW(r.command({"PING"}), redkit::IoError);
   EXPECT_GE(count(redkit::EventType::ConnectFailed), 1);
+  EXPECT_EQ(count(redkit::EventType::ConnectionClosed), 1);
   const redkit::ClientStats s = r.stats();
-  EXPECT_EQ(s.connections_created, 1u);
+  EXPECT_EQ(s.connections_created, 2u);  // the pooled one and the lease
   EXPECT_EQ(s.connections_open, 0u);
   EXPECT_GE(s.connect_failures, 1u);
-  EXPECT_EQ(s.commands_sent, 3u);  // PING, SET, the PING that broke
+  EXPECT_EQ(s.commands_sent, 3u);  // PING, SET, BLPOP
   EXPECT_GE(s.io_errors, 1u);
 }
 
@@ -431,7 +442,7 @@ TEST(Events, AThrowingHandlerChangesNothing) {
   Options o = shared_options();
   o.on_event = [](const redkit::Event&) { throw std::runtime_error("handler failed"); };
   Redis r(o);
-  EXPECT_EQ(r.command({"PING"}).string(), "PONG");
+  EXPECT_EQ(r.command({"PING"}).string_copy(), "PONG");
 }
 
 TEST(Events, ClusterReportsSlotMapReloadsAndRedirects) {
@@ -509,7 +520,7 @@ TEST(Fork, FourChildrenAndTheParentOnOneInheritedHandleNeverCrossReplies) {
     for (int i = 0; i < 500; ++i) {
       const std::string key = p + who + ":" + std::to_string(i);
       r.command(Command{"SET"}.key(key).arg(who + std::to_string(i)));
-      if (r.command(Command{"GET"}.key(key)).string() != who + std::to_string(i)) ++crossed;
+      if (r.command(Command{"GET"}.key(key)).string_copy() != who + std::to_string(i)) ++crossed;
       if (r.command(Command{"INCR"}.key(p + who + ":n")).integer() != i + 1) ++crossed;
     }
     return crossed;
@@ -520,7 +531,7 @@ TEST(Fork, FourChildrenAndTheParentOnOneInheritedHandleNeverCrossReplies) {
   std::atomic<int> background_crossed{0};
   std::thread busy([&] {
     for (int i = 0; !stop && i < 100000; ++i) {
-      if (r.command({"ECHO", "bg" + std::to_string(i)}).string() != "bg" + std::to_string(i)) ++background_crossed;
+      if (r.command({"ECHO", "bg" + std::to_string(i)}).string_copy() != "bg" + std::to_string(i)) ++background_crossed;
     }
   });
   std::vector<pid_t> children;
@@ -537,7 +548,7 @@ TEST(Fork, FourChildrenAndTheParentOnOneInheritedHandleNeverCrossReplies) {
   busy.join();
   EXPECT_EQ(parent_crossed, 0);
   EXPECT_EQ(background_crossed.load(), 0);
-  EXPECT_EQ(r.command({"PING"}).string(), "PONG");
+  EXPECT_EQ(r.command({"PING"}).string_copy(), "PONG");
 }
 
 TEST(Fork, ALockHeldInTheParentSurvivesTheChildsUnlockDestructorAndExit) {
@@ -554,7 +565,7 @@ TEST(Fork, ALockHeldInTheParentSurvivesTheChildsUnlockDestructorAndExit) {
     { redkit::RedisLock<> taken = std::move(lock); }  // its destructor runs in the child
     redkit::RedisLock<> other(r, name, lo);
     if (other.try_lock()) return 2;  // the parent still holds it
-    if (r.command(Command{"GET"}.key(name)).string() != token) return 3;
+    if (r.command(Command{"GET"}.key(name)).string_copy() != token) return 3;
     return 0;
   });
   EXPECT_EQ(wait_child(child), 0);
@@ -583,7 +594,7 @@ TEST(Fork, AChildStartsItsOwnSchedulerSoItsLocksAreRenewed) {
     lock.lock();
     std::this_thread::sleep_for(1200ms);  // 4 TTLs: only renewal keeps it
     if (!lock.owns_lock()) return 1;
-    if (r.command(Command{"GET"}.key(name)).string() != lock.token()) return 2;
+    if (r.command(Command{"GET"}.key(name)).string_copy() != lock.token()) return 2;
     lock.unlock();
     return 0;
   });

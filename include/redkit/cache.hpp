@@ -44,6 +44,8 @@
 #include "redkit/command.hpp"
 #include "redkit/detail/cache_keys.hpp"
 #include "redkit/detail/fork.hpp"
+#include "redkit/detail/duration.hpp"
+#include "redkit/detail/moved_from.hpp"
 #include "redkit/detail/single_flight.hpp"
 #include "redkit/detail/slot_map.hpp"
 #include "redkit/detail/token.hpp"
@@ -58,7 +60,8 @@
 namespace redkit {
 
 /// How a RedisCache stores and refreshes values. Every duration must be
-/// positive unless its comment says otherwise; the constructor checks.
+/// positive unless its comment says otherwise, and at most 100 years; the
+/// constructor checks (ConfigError).
 struct CacheOptions {
   /// Time to live of a stored value when set() or get_or_set() is not given
   /// one.
@@ -216,15 +219,30 @@ inline std::string current_exception_text() {
   }
 }
 
+/// What a get_or_set loader L returns (decayed), or NotALoader<L> when L
+/// cannot be called with no arguments.
+template <class L>
+struct NotALoader {};
+template <class L, class = void>
+struct LoaderReturn {
+  using type = NotALoader<L>;
+};
+template <class L>
+struct LoaderReturn<L, std::enable_if_t<std::is_invocable_v<L&>>> {
+  using type = std::decay_t<std::invoke_result_t<L&>>;
+};
+
 /// get_or_set's result for a loader returning R: std::optional<T> for a
-/// loader returning std::optional, T otherwise.
+/// loader returning std::optional, T otherwise. `valid` is false for a
+/// loader of the wrong shape, whose static_assert has already failed.
 template <class T, class R>
 struct LoaderResult {
   static_assert(std::is_convertible_v<R, T>,
                 "redkit::RedisCache::get_or_set: the loader must return T, something that converts "
-                "to T, or std::optional<T> (empty = absent)");
+                "to T, or std::optional<T> (empty = absent), as in `[&] { return load(key); }`");
   using type = T;
   static constexpr bool optional = false;
+  static constexpr bool valid = std::is_convertible_v<R, T>;
 };
 template <class T, class U>
 struct LoaderResult<T, std::optional<U>> {
@@ -233,6 +251,17 @@ struct LoaderResult<T, std::optional<U>> {
                 "convert to T");
   using type = std::optional<T>;
   static constexpr bool optional = true;
+  static constexpr bool valid = std::is_convertible_v<U, T>;
+};
+template <class T, class L>
+struct LoaderResult<T, NotALoader<L>> {
+  static_assert(std::is_invocable_v<L&>,
+                "redkit::RedisCache::get_or_set: the loader is called with no arguments, as in "
+                "`[&] { return load(key); }` (capture the key instead of taking it as a parameter), "
+                "and returns T, something that converts to T, or std::optional<T> (empty = absent)");
+  using type = T;
+  static constexpr bool optional = false;
+  static constexpr bool valid = false;
 };
 
 }  // namespace detail::cache
@@ -248,8 +277,10 @@ struct LoaderResult<T, std::optional<U>> {
 /// or any client with their interface (command, pipeline, eval, lease,
 /// masters, shards_keys).
 ///
-/// Thread-safe; share one object per prefix in a process. Movable (a
-/// moved-from cache may only be destroyed), not copyable. A loader must not
+/// Thread-safe; share one object per prefix in a process. Movable, not
+/// copyable: a moved-from cache may only be destroyed or assigned to; any
+/// other member throws redkit::Error saying so (stats() returns zeros,
+/// prefix() and options() are unspecified but safe). A loader must not
 /// call get_or_set for its own key on the same object: it would wait for
 /// itself.
 template <class T, class Serializer = redkit::Serializer<T>, class Client = Redis>
@@ -265,8 +296,8 @@ class RedisCache {
                 "waiting caller its own copy)");
 
  public:
-  using value_type = T;
-  using serializer_type = Serializer;
+  using value_type = T;               ///< The cached type.
+  using serializer_type = Serializer;  ///< Turns a T into the stored bytes and back.
 
   /// A cache of values at `prefix + key` in the Redis that client reaches.
   /// Sends nothing. @throws ConfigError for invalid options.
@@ -280,6 +311,7 @@ class RedisCache {
   /// @throws DecodeError (naming the Redis key) if the serializer cannot
   /// read the stored bytes; IoError, ReplyError.
   std::optional<T> get(std::string_view key) {
+    check_live();
     const std::string full = full_key(key);
     Reply r = client_.command(Command{"GET"}.key(full));
     if (r.is_nil()) {
@@ -299,8 +331,10 @@ class RedisCache {
   void set(std::string_view key, const T& value) { set(key, value, options_.ttl); }
 
   /// Stores value with an explicit TTL (with jitter; see set(key, value)).
-  /// @throws ConfigError if ttl is not positive; as set(key, value).
+  /// @throws ConfigError if ttl is not positive or over 100 years; as
+  /// set(key, value).
   void set(std::string_view key, const T& value, std::chrono::milliseconds ttl) {
+    check_live();
     check_ttl(ttl);
     const std::string full = full_key(key);
     decltype(auto) bytes = Serializer::serialize(value);
@@ -313,6 +347,7 @@ class RedisCache {
   /// Removes the value at `prefix + key` and its side keys (UNLINK).
   /// True if a value was there. @throws IoError, ReplyError.
   bool erase(std::string_view key) {
+    check_live();
     const std::string full = full_key(key);
     const std::string base = detail::cache::side_base(full);
     std::vector<Command> cmds;
@@ -328,12 +363,14 @@ class RedisCache {
   /// True if a value is stored at `prefix + key` (EXISTS).
   /// @throws IoError, ReplyError.
   bool contains(std::string_view key) {
+    check_live();
     return client_.command(Command{"EXISTS"}.key(full_key(key))).integer() == 1;
   }
 
   /// The time the value at `prefix + key` has left (PTTL); nullopt when
   /// there is no value or it has no expiry. @throws IoError, ReplyError.
   std::optional<std::chrono::milliseconds> ttl(std::string_view key) {
+    check_live();
     const long long ms = client_.command(Command{"PTTL"}.key(full_key(key))).integer();
     if (ms < 0) return std::nullopt;
     return std::chrono::milliseconds(ms);
@@ -347,6 +384,7 @@ class RedisCache {
   /// IoError, ReplyError.
   template <class Keys>
   std::vector<std::optional<T>> get_many(const Keys& keys) {
+    check_live();
     std::vector<std::string_view> names;
     for (const auto& k : keys) names.emplace_back(k);
     std::vector<std::optional<T>> out(names.size());
@@ -360,6 +398,7 @@ class RedisCache {
     });
     return out;
   }
+  /// get_many() of a braced list: `cache.get_many({"a", "b"})`.
   std::vector<std::optional<T>> get_many(std::initializer_list<std::string_view> keys) {
     return get_many<std::initializer_list<std::string_view>>(keys);
   }
@@ -368,7 +407,9 @@ class RedisCache {
   /// jitter), in one pipeline: what set() sends, for each. Items is any
   /// range of pairs (std::map<std::string, T>, std::vector<std::pair<...>>).
   /// Not atomic: after an error some pairs may be stored.
-  /// @throws as set(), naming the first key that failed.
+  /// @throws as set(): an error reply names the key it answered; a failure
+  /// of the whole pipeline (the server closed the connection, e.g. over a
+  /// value beyond proto-max-bulk-len) names the largest value's key.
   template <class Items>
   void set_many(const Items& items) {
     set_many(items, options_.ttl);
@@ -377,6 +418,7 @@ class RedisCache {
   /// Same, with an explicit TTL. @throws ConfigError if ttl is not positive.
   template <class Items>
   void set_many(const Items& items, std::chrono::milliseconds ttl) {
+    check_live();
     check_ttl(ttl);
     std::vector<Command> cmds;
     std::vector<std::pair<std::string, std::size_t>> stored;  // key and size, for errors
@@ -399,10 +441,21 @@ class RedisCache {
       append_set(cmds, full, view, jittered(ttl));
     }
     if (cmds.empty()) return;
+    // The pipeline fails as a whole when the server drops the connection,
+    // as it does on a value beyond proto-max-bulk-len: name the largest.
     std::size_t total = 0;
+    const auto largest = std::max_element(stored.begin(), stored.end(),
+                                          [](const auto& a, const auto& b) { return a.second < b.second; });
     for (const auto& s : stored) total += s.second;
     std::vector<Reply> replies;
-    store_context(stored.front().first, total, [&] { replies = client_.pipeline(cmds); });
+    try {
+      replies = client_.pipeline(cmds);
+    } catch (const Error& e) {
+      const std::string value = value_note(largest->first, largest->second);
+      if (stored.size() == 1) rethrow_as(e, std::string(e.what()) + " (storing " + value + ")");
+      rethrow_as(e, std::string(e.what()) + " (storing " + std::to_string(stored.size()) + " values, " +
+                        std::to_string(total) + " bytes in all, in one pipeline; the largest is " + value + ")");
+    }
     for (std::size_t i = 0; i < stored.size(); ++i) {
       const std::size_t end = i + 1 < stored.size() ? first_command[i + 1] : cmds.size();
       for (std::size_t c = first_command[i]; c < end; ++c) {
@@ -418,7 +471,7 @@ class RedisCache {
   /// form for the details.
   template <class Loader>
   auto get_or_set(std::string_view key, Loader&& loader) ->
-      typename detail::cache::LoaderResult<T, std::decay_t<std::invoke_result_t<Loader&>>>::type {
+      typename detail::cache::LoaderResult<T, typename detail::cache::LoaderReturn<Loader>::type>::type {
     return get_or_set(key, std::forward<Loader>(loader), options_.ttl);
   }
 
@@ -456,11 +509,14 @@ class RedisCache {
   /// serialize throws; IoError, ReplyError.
   template <class Loader>
   auto get_or_set(std::string_view key, Loader&& loader, std::chrono::milliseconds ttl) ->
-      typename detail::cache::LoaderResult<T, std::decay_t<std::invoke_result_t<Loader&>>>::type {
-    using Result = detail::cache::LoaderResult<T, std::decay_t<std::invoke_result_t<Loader&>>>;
+      typename detail::cache::LoaderResult<T, typename detail::cache::LoaderReturn<Loader>::type>::type {
+    using Result = detail::cache::LoaderResult<T, typename detail::cache::LoaderReturn<Loader>::type>;
+    check_live();
     check_ttl(ttl);
     auto load = [&]() -> std::optional<T> {
-      if constexpr (Result::optional) {
+      if constexpr (!Result::valid) {
+        return std::nullopt;  // never runs: Result's static_assert has failed
+      } else if constexpr (Result::optional) {
         auto r = loader();
         if (!r) return std::nullopt;
         return std::optional<T>(std::in_place, std::move(*r));
@@ -484,6 +540,7 @@ class RedisCache {
   /// included. Not atomic: values written meanwhile may survive. An empty
   /// prefix clears the whole database. @throws IoError, ReplyError.
   std::size_t clear() {
+    check_live();
     using detail::cache::glob_escape;
     std::size_t removed = scan_and_unlink(glob_escape(prefix_) + "*", [](std::string_view) { return true; });
     removed += scan_and_unlink("\\{*" + glob_escape(prefix_) + "*", [this](std::string_view k) {
@@ -492,7 +549,8 @@ class RedisCache {
     return removed;
   }
 
-  /// A snapshot of this object's counters (see CacheStats). Never throws.
+  /// A snapshot of this object's counters (see CacheStats); zeros for a
+  /// moved-from cache. Never throws.
   CacheStats stats() const noexcept {
     CacheStats s;
     if (!state_) return s;  // moved from
@@ -508,8 +566,11 @@ class RedisCache {
     return s;
   }
 
+  /// The prefix every key is stored under (`prefix + key`).
   const std::string& prefix() const noexcept { return prefix_; }
+  /// The options given at construction.
   const CacheOptions& options() const noexcept { return options_; }
+  /// The client this cache sends its commands through.
   Client& client() noexcept { return client_; }
 
  private:
@@ -532,25 +593,27 @@ class RedisCache {
   };
 
   static CacheOptions validated(const CacheOptions& o) {
-    if (o.ttl.count() <= 0) throw ConfigError("redkit: cache ttl must be positive");
+    using detail::check_duration;
+    using std::chrono::milliseconds;
+    check_duration(o.ttl, milliseconds(1), "cache ttl");
     if (!(o.ttl_jitter >= 0.0 && o.ttl_jitter < 1.0)) {
       throw ConfigError("redkit: cache ttl_jitter must be in [0, 1)");
     }
-    if (o.negative_ttl && o.negative_ttl->count() <= 0) {
-      throw ConfigError("redkit: cache negative_ttl must be positive when set");
-    }
+    if (o.negative_ttl) check_duration(*o.negative_ttl, milliseconds(1), "cache negative_ttl (when set)");
     if (!(o.xfetch_beta >= 0.0 && std::isfinite(o.xfetch_beta))) {
       throw ConfigError("redkit: cache xfetch_beta must be a finite number >= 0");
     }
-    if (o.stale_ttl.count() < 0) throw ConfigError("redkit: cache stale_ttl must not be negative");
-    if (o.fill_lock_ttl.count() <= 0) throw ConfigError("redkit: cache fill_lock_ttl must be positive");
-    if (o.wait_timeout.count() < 0) throw ConfigError("redkit: cache wait_timeout must not be negative");
+    check_duration(o.stale_ttl, milliseconds(0), "cache stale_ttl");
+    check_duration(o.fill_lock_ttl, milliseconds(1), "cache fill_lock_ttl");
+    check_duration(o.wait_timeout, milliseconds(0), "cache wait_timeout");
     return o;
   }
 
   static void check_ttl(std::chrono::milliseconds ttl) {
-    if (ttl.count() <= 0) throw ConfigError("redkit: cache ttl must be positive");
+    detail::check_duration(ttl, std::chrono::milliseconds(1), "cache ttl");
   }
+
+  void check_live() const { detail::check_not_moved_from(state_ != nullptr, "RedisCache"); }
 
   std::string full_key(std::string_view key) const {
     std::string full;
@@ -604,7 +667,7 @@ class RedisCache {
       const std::string stale = side(base, detail::cache::kStaleSuffix);
       cmds.push_back(Command{"COPY"}.key(full).key(stale).arg("REPLACE"));
       cmds.push_back(Command{"PEXPIRE"}.key(stale).arg(
-          static_cast<long long>((ttl + options_.stale_ttl).count())));
+          static_cast<long long>(detail::saturating_add(ttl, options_.stale_ttl).count())));
     }
   }
 
@@ -615,15 +678,18 @@ class RedisCache {
     try {
       f();
     } catch (const Error& e) {
-      std::string what = std::string(e.what()) + " (storing " + std::to_string(size) +
-                         " bytes at cache key '" + full + "'";
-      if (size > (std::size_t{1} << 20)) {
-        what += "; Redis refuses values longer than its proto-max-bulk-len (512 MB by default) and "
-                "closes the connection";
-      }
-      what += ")";
-      rethrow_as(e, what);
+      rethrow_as(e, std::string(e.what()) + " (storing " + value_note(full, size) + ")");
     }
+  }
+
+  // "N bytes at cache key 'k'", and the proto-max-bulk-len hint for a big value.
+  static std::string value_note(const std::string& full, std::size_t size) {
+    std::string note = std::to_string(size) + " bytes at cache key '" + full + "'";
+    if (size > (std::size_t{1} << 20)) {
+      note += "; Redis refuses values longer than its proto-max-bulk-len (512 MB by default) and "
+              "closes the connection";
+    }
+    return note;
   }
 
   [[noreturn]] static void rethrow_as(const Error& e, const std::string& what) {
@@ -774,7 +840,7 @@ class RedisCache {
                         bool optional_loader) {
     using Kind = Claim::Kind;
     const std::string token = detail::cache::fill_token();
-    const auto deadline = std::chrono::steady_clock::now() + options_.wait_timeout;
+    const auto deadline = detail::saturating_deadline(std::chrono::steady_clock::now(), options_.wait_timeout);
     bool check_present = !replace;
     bool allow_stale = options_.stale_ttl.count() > 0;
     for (;;) {
@@ -928,7 +994,7 @@ class RedisCache {
   // for ever) and a mutex a parent thread held: the child starts afresh
   // (PerProcess leaks the parent's).
   State& live() const {
-    if (!state_) throw Error("redkit: this redkit::RedisCache was moved from");
+    check_live();
     return state_->get();
   }
 

@@ -39,6 +39,7 @@
 #include "redkit/detail/crc16.hpp"
 #include "redkit/detail/events.hpp"
 #include "redkit/detail/fork.hpp"
+#include "redkit/detail/moved_from.hpp"
 #include "redkit/detail/pool.hpp"
 #include "redkit/detail/process_local.hpp"
 #include "redkit/detail/retry.hpp"
@@ -219,7 +220,7 @@ class Cluster {
   };
 
   Shared& shared() const {
-    if (!s_) throw Error("redkit: this redkit::Cluster was moved from");
+    detail::check_not_moved_from(s_ != nullptr, "redkit::Cluster");
     return *s_;
   }
   Core& core() const { return shared().core.get(); }

@@ -126,7 +126,9 @@ class Command {
     spans_.push_back(Span{a.data(), 0, a.size()});
     return *this;
   }
+  /// Appends a C string argument (copied).
   Command& arg(const char* a) { return arg(std::string_view(a)); }
+  /// Appends a string argument (copied).
   Command& arg(const std::string& a) { return arg(std::string_view(a)); }
 
   /// Appends an integer as decimal text.
@@ -158,15 +160,20 @@ class Command {
     return *this;
   }
 
+  /// Number of arguments, the command name included.
   std::size_t size() const noexcept { return spans_.size(); }
+  /// True when no argument was given.
   bool empty() const noexcept { return spans_.empty(); }
+  /// Argument i (0 is the command name); i < size().
   std::string_view operator[](std::size_t i) const noexcept {
     const Span& s = spans_[i];
     return std::string_view(s.borrowed ? s.borrowed : buf_.data() + s.offset, s.length);
   }
   /// The command name (first argument), or "" when empty.
   std::string_view name() const noexcept { return empty() ? std::string_view() : (*this)[0]; }
+  /// True when a routing key was given (key() or route()).
   bool has_route() const noexcept { return has_route_; }
+  /// The key that routes the command in a Cluster ("" when none).
   std::string_view route_key() const noexcept { return route_; }
 
   /// Appends the RESP encoding of this command to out.

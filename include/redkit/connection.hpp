@@ -58,6 +58,7 @@ inline std::string endpoint_name(const Options& o) {
 /// A connected, set-up connection to one server.
 class Connection {
  public:
+  /// A point on the steady clock by which an operation must end.
   using Deadline = detail::Deadline;
 
   /// Connects (TCP over every resolved address, or a unix socket), runs the
@@ -187,6 +188,7 @@ class Connection {
 
   /// now + Options::command_timeout (none when it is 0).
   Deadline command_deadline() const noexcept { return Deadline::after(command_timeout_); }
+  /// Options::command_timeout of this connection.
   std::chrono::milliseconds command_timeout() const noexcept { return command_timeout_; }
 
   /// Replies sent for but not read yet.
@@ -312,6 +314,14 @@ class Connection {
     if (!r) return r;
     if (owed_ > 0) --owed_;
     touch();
+    if (owed_ == 0 && !dirty_ && reader_.pending() > 0) {
+      // Bytes beyond the last reply we asked for: the server sent a reply
+      // nobody asked for, and the next command would read it as its own.
+      // The connection is discarded when it goes back (and refuses more use).
+      mark_failed("redkit: " + endpoint_ + " sent data nobody asked for (" + std::to_string(reader_.pending()) +
+                      " bytes after the last reply); the connection is discarded",
+                  false);
+    }
     if (r->is_error() && r->error().substr(0, 6) == "NOAUTH") return explain_noauth(*r);
     return r;
   }

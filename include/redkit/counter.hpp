@@ -6,15 +6,21 @@
 /// twice by redkit (a command that times out may or may not have been
 /// applied by the server: that is an IoError, never a silent retry).
 ///
-/// Exceptions: OverflowError when a result would not fit T (the stored value
-/// is left unchanged), DecodeError when the key holds something that is not
-/// a number of T, ReplyError for other server errors (WRONGTYPE), IoError on
-/// I/O failure.
+/// Exceptions: OverflowError when a result, a step or a value to store would
+/// not fit T or what Redis can count with (signed 64-bit integers, finite
+/// doubles; the stored value is left unchanged), DecodeError when the key
+/// holds something that is not a number of T (naming the key), ReplyError
+/// for other server errors (WRONGTYPE, NOPERM, OOM), IoError on I/O
+/// failure, ConfigError for bad options or arguments.
+///
+/// Moved-from state: a moved-from RedisCounter may only be destroyed or
+/// assigned to; any other member throws redkit::Error saying so.
 #pragma once
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -25,16 +31,20 @@
 #include <utility>
 
 #include "redkit/command.hpp"
+#include "redkit/detail/duration.hpp"
+#include "redkit/detail/moved_from.hpp"
 #include "redkit/error.hpp"
 #include "redkit/redis.hpp"
 #include "redkit/script.hpp"
 
 namespace redkit {
 
+/// Options of a RedisCounter; plain values, checked when the counter is built.
 struct CounterOptions {
   /// Fixed window: when set, every increment that finds the key without an
   /// expiry (the first of each window) sets this expiry in the same atomic
   /// script, so a crash can never leave a window counter without a TTL.
+  /// Positive and at most 100 years.
   std::optional<std::chrono::milliseconds> window;
 };
 
@@ -106,12 +116,19 @@ T parse_number(std::string_view text, const std::string& key) {
   return v;
 }
 
-/// Turns the server's own overflow errors into OverflowError.
+/// Turns the server's own overflow errors into OverflowError, and its
+/// refusal to increment what the key holds ("value is not an integer or out
+/// of range", "value is not a valid float") into DecodeError naming the key.
 [[noreturn]] inline void rethrow_counter_error(const ReplyError& e, const std::string& key) {
   const std::string_view m = e.what();
   if (m.find("would overflow") != std::string_view::npos ||
       m.find("NaN or Infinity") != std::string_view::npos) {
     throw OverflowError("redkit: counter '" + key + "': " + std::string(m));
+  }
+  if (m.find("value is not an integer") != std::string_view::npos ||
+      m.find("value is not a valid float") != std::string_view::npos) {
+    throw DecodeError(key, "the stored value is not a number the counter can increment (" +
+                               std::string(m.substr(0, 200)) + ")");
   }
   throw e;
 }
@@ -128,18 +145,19 @@ class RedisCounter {
   static_assert(!std::is_integral_v<T> || sizeof(T) <= 8, "RedisCounter<T>: at most 64-bit integers");
 
  public:
-  /// @throws ConfigError for a non-positive window.
+  /// Sends nothing. @throws ConfigError for a window that is not positive
+  /// or longer than 100 years.
   RedisCounter(Client client, std::string key, CounterOptions options = {})
       : client_(std::move(client)), key_(std::move(key)), options_(options) {
-    if (options_.window && options_.window->count() <= 0) {
-      throw ConfigError("redkit: counter window must be positive");
-    }
+    if (options_.window) detail::check_duration(*options_.window, std::chrono::milliseconds(1), "counter window");
   }
 
   /// Adds by and returns the new value. One round trip: INCRBY for signed
   /// 64-bit T without a window; otherwise one EVALSHA of a script that runs
   /// INCRBY/INCRBYFLOAT, checks T's range and sets the window's expiry.
-  /// @throws OverflowError (value unchanged), ReplyError, IoError.
+  /// @throws OverflowError (value unchanged; also for a step Redis cannot
+  /// add: an unsigned one above 2^63-1, or a float that is not finite),
+  /// DecodeError (the key holds no number), ReplyError, IoError.
   T incr(T by = 1) { return add(by, false); }
 
   /// Subtracts by and returns the new value (DECRBY, or the checked script).
@@ -148,48 +166,63 @@ class RedisCounter {
   T decr(T by = 1) { return add(by, true); }
 
   /// Adds by only if the result stays within [floor, ceiling], atomically
-  /// (one EVALSHA). @throws ConfigError if floor > ceiling, ReplyError, IoError.
+  /// (one EVALSHA). @throws ConfigError if floor > ceiling (or either is
+  /// NaN), OverflowError for a step Redis cannot add (as incr), DecodeError,
+  /// ReplyError, IoError.
   Bounded<T> incr_bounded(T by, T floor, T ceiling) {
-    if (floor > ceiling) throw ConfigError("redkit: incr_bounded floor is above ceiling");
+    if (!(floor <= ceiling)) throw ConfigError("redkit: incr_bounded floor is above ceiling");
+    check_countable(by, "step");
     auto r = run_script(detail::number_text(by), floor, ceiling);
     return {r.first, r.second};
   }
 
   /// The current value; 0 when the key does not exist (GET).
-  /// @throws DecodeError if it is not a number of T, IoError.
+  /// @throws DecodeError if it is not a number of T, OverflowError if it is
+  /// a number outside T's range, IoError.
   T get() {
-    Reply r = client_.command(Command{"GET"}.key(key_));
+    Reply r = live_client().command(Command{"GET"}.key(key_));
     if (r.is_nil()) return T{};
     return detail::parse_number<T>(r.string(), key_);
   }
 
-  /// Stores value (SET; removes any expiry). @throws IoError, ReplyError.
-  void set(T value) { client_.command(Command{"SET"}.key(key_).arg(detail::number_text(value))); }
+  /// Stores value (SET; removes any expiry).
+  /// @throws OverflowError (nothing sent) for a value Redis could not
+  /// increment afterwards: an unsigned one above 2^63-1 or a float that is
+  /// not finite; IoError, ReplyError.
+  void set(T value) {
+    check_countable(value, "value");
+    live_client().command(Command{"SET"}.key(key_).arg(detail::number_text(value)));
+  }
 
   /// Stores 0 and returns the previous value in one atomic command
   /// (SET key 0 GET; removes any expiry). @throws DecodeError if the old
   /// value was not a number of T (0 is stored all the same), IoError.
   T reset() {
-    Reply r = client_.command(Command{"SET"}.key(key_).arg("0").arg("GET"));
+    Reply r = live_client().command(Command{"SET"}.key(key_).arg("0").arg("GET"));
     if (r.is_nil()) return T{};
     return detail::parse_number<T>(r.string(), key_);
   }
 
   /// Sets the key's expiry (PEXPIRE). False if the key does not exist.
+  /// @throws ConfigError for a ttl that is not positive (PEXPIRE would
+  /// delete the key) or longer than 100 years; IoError, ReplyError.
   bool expire(std::chrono::milliseconds ttl) {
-    return client_.command(Command{"PEXPIRE"}.key(key_).arg(static_cast<long long>(ttl.count())))
+    detail::check_duration(ttl, std::chrono::milliseconds(1), "counter expire ttl");
+    return live_client().command(Command{"PEXPIRE"}.key(key_).arg(static_cast<long long>(ttl.count())))
                .integer() == 1;
   }
 
   /// Remaining time to live (PTTL); nullopt when the key does not exist or
   /// has no expiry.
   std::optional<std::chrono::milliseconds> ttl() {
-    const long long ms = client_.command(Command{"PTTL"}.key(key_)).integer();
+    const long long ms = live_client().command(Command{"PTTL"}.key(key_)).integer();
     if (ms < 0) return std::nullopt;
     return std::chrono::milliseconds(ms);
   }
 
+  /// The Redis key that holds the counter.
   const std::string& key() const noexcept { return key_; }
+  /// The client this counter sends its commands through.
   Client& client() noexcept { return client_; }
 
  private:
@@ -211,13 +244,31 @@ class RedisCounter {
     }
   }
 
-  T add(T by, bool negate) {
+  Client& live_client() {
+    detail::check_not_moved_from(live_.live(), "RedisCounter");
+    return client_;
+  }
+
+  // A step or value Redis cannot count with: an unsigned one beyond its
+  // signed 64-bit integers, a float that is not finite (INCRBYFLOAT refuses
+  // those). Nothing is sent.
+  void check_countable(T v, const char* what) const {
+    detail::check_not_moved_from(live_.live(), "RedisCounter");
     if constexpr (std::is_unsigned_v<T> && sizeof(T) == 8) {
-      if (by > static_cast<T>(std::numeric_limits<long long>::max())) {
-        throw OverflowError("redkit: counter '" + key_ + "': step " + detail::number_text(by) +
-                            " is beyond what Redis integers hold");
+      if (v > static_cast<T>(std::numeric_limits<long long>::max())) {
+        throw OverflowError("redkit: counter '" + key_ + "': " + what + " " + detail::number_text(v) +
+                            " is beyond what Redis integers hold (at most 9223372036854775807); nothing sent");
+      }
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (!std::isfinite(v)) {
+        throw OverflowError("redkit: counter '" + key_ + "': " + what + " " + detail::number_text(v) +
+                            " is not a finite number; nothing sent");
       }
     }
+  }
+
+  T add(T by, bool negate) {
+    check_countable(by, "step");
     if constexpr (kNative) {
       if (!options_.window) return native(by, negate);
     }
@@ -245,7 +296,7 @@ class RedisCounter {
 
   T native(T by, bool negate) {
     try {
-      Reply r = client_.command(Command{negate ? "DECRBY" : "INCRBY"}.key(key_).arg(by));
+      Reply r = live_client().command(Command{negate ? "DECRBY" : "INCRBY"}.key(key_).arg(by));
       return static_cast<T>(r.integer());
     } catch (const ReplyError& e) {
       detail::rethrow_counter_error(e, key_);
@@ -259,7 +310,7 @@ class RedisCounter {
     const std::string lo_text = bound_text(lo);
     const std::string hi_text = bound_text(hi);
     try {
-      Reply r = client_.eval(detail::counter_script(), {std::string_view(key_)},
+      Reply r = live_client().eval(detail::counter_script(), {std::string_view(key_)},
                              {std::string_view(op), std::string_view(delta),
                               std::string_view(lo_text), std::string_view(hi_text),
                               std::string_view(kind), std::string_view(window)});
@@ -272,6 +323,7 @@ class RedisCounter {
   Client client_;
   std::string key_;
   CounterOptions options_;
+  detail::MovedFromFlag live_;
 };
 
 }  // namespace redkit

@@ -48,11 +48,26 @@ class ProtocolError : public Error {
 /// (ERR, WRONGTYPE, NOSCRIPT, MOVED, ASK, NOAUTH, WRONGPASS, ...).
 class ReplyError : public Error {
  public:
+  /// The server's error text, e.g. "WRONGTYPE Operation against a key ...".
+  /// A NUL byte in it shows as "\\0" in what(), which would end there.
   explicit ReplyError(std::string message)
-      : Error(message), prefix_(message.substr(0, message.find(' '))) {}
+      : Error(printable(message)), prefix_(message.substr(0, message.find(' '))) {}
+  /// The first word of the error text: ERR, WRONGTYPE, NOSCRIPT, MOVED, ...
   const std::string& prefix() const noexcept { return prefix_; }
 
  private:
+  static std::string printable(const std::string& s) {
+    if (s.find('\0') == std::string::npos) return s;
+    std::string out;
+    for (char c : s) {
+      if (c == '\0') {
+        out += "\\0";
+      } else {
+        out += c;
+      }
+    }
+    return out;
+  }
   std::string prefix_;
 };
 
@@ -68,6 +83,7 @@ class OverflowError : public Error {
 /// The lock was released (best effort) before the throw.
 class NotReplicatedError : public Error {
  public:
+  /// For the lock `name`: `acknowledged` of `required` replicas answered WAIT.
   NotReplicatedError(const std::string& name, long long acknowledged, int required)
       : Error("redkit: lock '" + name + "' acquired but only " + std::to_string(acknowledged) + " of " +
               std::to_string(required) + " replicas acknowledged it; released"),
@@ -94,8 +110,10 @@ class LockLostError : public Error {
 /// A stored value the serializer could not read. key() names it.
 class DecodeError : public Error {
  public:
+  /// The value at `key` could not be read; `what` is the serializer's message.
   DecodeError(std::string key, const std::string& what)
       : Error("redkit: cannot decode value at key '" + key + "': " + what), key_(std::move(key)) {}
+  /// The Redis key of the value (for RedisCache: prefix + key).
   const std::string& key() const noexcept { return key_; }
 
  private:

@@ -31,7 +31,7 @@ enum class EventType {
 
 /// One event. The string views are valid only during the handler's call.
 struct Event {
-  EventType type;
+  EventType type;             ///< what happened
   std::string_view endpoint;  ///< "host:port" or "unix:/path" of the server concerned
   std::string_view detail;    ///< error text, redirect, pool name; may be empty; never a password
 };

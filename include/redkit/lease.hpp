@@ -21,6 +21,7 @@
 
 #include "redkit/command.hpp"
 #include "redkit/connection.hpp"
+#include "redkit/detail/moved_from.hpp"
 #include "redkit/detail/pool.hpp"
 #include "redkit/error.hpp"
 #include "redkit/reply.hpp"
@@ -33,7 +34,9 @@ class Lease {
   /// Wraps a checkout from a client's dedicated pool (clients make these;
   /// see Redis::lease, Cluster::lease).
   explicit Lease(detail::Checkout c) noexcept : c_(std::move(c)) {}
+  /// Takes over other's connection; other is then moved-from.
   Lease(Lease&&) noexcept = default;
+  /// Gives back this Lease's connection, then takes over other's.
   Lease& operator=(Lease&&) noexcept = default;
 
   /// Sends a command and reads its reply, both within timeout (0 = none;
@@ -72,7 +75,7 @@ class Lease {
 
   /// The connection itself. @throws Error on a moved-from Lease.
   Connection& connection() {
-    if (!c_) throw Error("redkit: this redkit::Lease was moved from (or its connection given back)");
+    detail::check_not_moved_from(static_cast<bool>(c_), "redkit::Lease (or one whose connection was given back)");
     return *c_;
   }
 

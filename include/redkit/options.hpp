@@ -29,8 +29,8 @@ struct TlsOptions {
 
 /// A TCP endpoint.
 struct Endpoint {
-  std::string host = "127.0.0.1";
-  int port = 6379;
+  std::string host = "127.0.0.1";  ///< name or address (IPv6 without brackets)
+  int port = 6379;                 ///< TCP port
 };
 
 /// How to reach and set up a Redis connection. Defaults suit a local server.
@@ -114,10 +114,29 @@ inline std::string percent_decode(std::string_view s, std::string_view what) {
 struct UriQuote {
   bool allowed = true;
   std::string operator()(std::string_view s) const {
-    if (!allowed) return "";
+    if (!allowed) {
+      return " (not quoted: the URI carries credentials; a '@', '/', '?', '#' or '&' inside a password is "
+             "safest percent-encoded as %40 %2F %3F %23 %26)";
+    }
     return " '" + std::string(s.substr(0, 40)) + (s.size() > 40 ? "...'" : "'");
   }
 };
+
+/// The query options from_uri knows.
+inline constexpr std::string_view kUriOptions[] = {
+    "db", "username", "password", "client_name", "connect_timeout", "command_timeout", "pool_size",
+    "pool_wait_timeout", "dedicated_pool_size", "keepalive", "sentinel_password", "tls", "tls_ca_file",
+    "tls_ca_dir", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_verify"};
+
+/// True if s starts with "<known option>=".
+inline bool starts_with_uri_option(std::string_view s) noexcept {
+  const auto eq = s.find('=');
+  if (eq == std::string_view::npos) return false;
+  for (std::string_view known : kUriOptions) {
+    if (s.substr(0, eq) == known) return true;
+  }
+  return false;
+}
 
 inline long long parse_uri_number(std::string_view s, long long lo, long long hi, std::string_view what,
                                   const UriQuote& quote = {}) {
@@ -136,8 +155,7 @@ inline long long parse_uri_number(std::string_view s, long long lo, long long hi
 }
 
 // host[:port], host may be [ipv6]. Never called with user information.
-inline Endpoint parse_host_port(std::string_view s, int default_port) {
-  const UriQuote quote;
+inline Endpoint parse_host_port(std::string_view s, int default_port, const UriQuote& quote) {
   Endpoint ep;
   ep.port = default_port;
   std::string_view host = s;
@@ -176,8 +194,7 @@ inline bool query_has_secret(std::string_view query) {
   return false;
 }
 
-inline void apply_uri_query(Options& o, std::string_view query) {
-  const UriQuote quote{!query_has_secret(query)};
+inline void apply_uri_query(Options& o, std::string_view query, const UriQuote& quote) {
   while (!query.empty()) {
     auto amp = query.find('&');
     auto item = query.substr(0, amp);
@@ -260,10 +277,22 @@ inline Options Options::from_uri(std::string_view uri) {
   }
   o.tls.enabled = scheme == "rediss" || scheme == "rediss-sentinel";
 
+  // A URI that may carry credentials anywhere (user information, or a
+  // password option whose value might hold any delimiter) is never quoted
+  // in an error: any piece of it might be a piece of a password.
+  const detail::UriQuote quote{uri.find('@') == std::string_view::npos && !detail::query_has_secret(uri)};
+
   // User information first: everything before the last '@', which may
-  // hold '/', '?', '#' or '&' unencoded. Nothing below ever quotes it.
+  // hold '/', '?', '#' or '&' unencoded; unless that '@' lies in a query
+  // (after a '?' that starts a known option, as in ?password=p@ss).
   if (scheme != "unix") {
-    if (auto at = rest.rfind('@'); at != std::string_view::npos) {
+    auto at = rest.rfind('@');
+    if (const auto q = rest.find('?');
+        at != std::string_view::npos && q != std::string_view::npos && q < at &&
+        detail::starts_with_uri_option(rest.substr(q + 1))) {
+      at = std::string_view::npos;
+    }
+    if (at != std::string_view::npos) {
       const auto userinfo = rest.substr(0, at);
       rest = rest.substr(at + 1);
       const auto colon = userinfo.find(':');
@@ -294,7 +323,7 @@ inline Options Options::from_uri(std::string_view uri) {
     }
     if (!fragment.empty()) throw ConfigError("redkit: unix:// URI takes no '#' fragment");
     o.unix_socket = detail::percent_decode(rest, "socket path");
-    detail::apply_uri_query(o, query);
+    detail::apply_uri_query(o, query, quote);
     return o;
   }
 
@@ -303,19 +332,19 @@ inline Options Options::from_uri(std::string_view uri) {
   auto authority = rest.substr(0, slash);
   if (slash != std::string_view::npos) {
     const auto db = rest.substr(slash + 1);
-    if (!db.empty()) o.db = static_cast<int>(detail::parse_uri_number(db, 0, 1 << 20, "db", {}));
+    if (!db.empty()) o.db = static_cast<int>(detail::parse_uri_number(db, 0, 1 << 20, "db", quote));
   }
   if (authority.empty()) throw ConfigError("redkit: empty host in URI");
 
   if (!sentinel) {
     if (!fragment.empty()) throw ConfigError("redkit: " + std::string(scheme) + ":// URI takes no '#' fragment");
-    auto ep = detail::parse_host_port(authority, 6379);
+    auto ep = detail::parse_host_port(authority, 6379, quote);
     o.host = ep.host;
     o.port = ep.port;
   } else {
     while (!authority.empty()) {
       auto comma = authority.find(',');
-      o.sentinels.push_back(detail::parse_host_port(authority.substr(0, comma), 26379));
+      o.sentinels.push_back(detail::parse_host_port(authority.substr(0, comma), 26379, quote));
       authority = comma == std::string_view::npos ? std::string_view() : authority.substr(comma + 1);
     }
     if (fragment.empty()) {
@@ -323,7 +352,7 @@ inline Options Options::from_uri(std::string_view uri) {
     }
     o.master_name = std::string(fragment);
   }
-  detail::apply_uri_query(o, query);
+  detail::apply_uri_query(o, query, quote);
   return o;
 }
 

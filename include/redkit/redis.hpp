@@ -44,6 +44,7 @@
 #include "redkit/detail/command_state.hpp"
 #include "redkit/detail/events.hpp"
 #include "redkit/detail/fork.hpp"
+#include "redkit/detail/moved_from.hpp"
 #include "redkit/detail/pool.hpp"
 #include "redkit/detail/process_local.hpp"
 #include "redkit/detail/retry.hpp"
@@ -91,6 +92,12 @@ inline void check_common_options(const Options& o) {
 
 }  // namespace detail
 
+/// The client for one Redis server, or for the master of a sentinel group
+/// (see the file comment). Thread-safe; copies are cheap handles to one
+/// shared pool.
+///
+///     redkit::Redis redis("redis://127.0.0.1:6379/0");
+///     redis.command({"SET", "greeting", "hello"});
 class Redis {
  public:
   /// A client for the server described by options. Connects lazily, on
@@ -247,7 +254,7 @@ class Redis {
   }
 
   Shared& shared() const {
-    if (!s_) throw Error("redkit: this redkit::Redis was moved from");
+    detail::check_not_moved_from(s_ != nullptr, "redkit::Redis");
     return *s_;
   }
   Core& core() const { return shared().core.get(); }

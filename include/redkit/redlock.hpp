@@ -334,8 +334,9 @@ class RedisRedlock : public detail::BasicLock<detail::RedlockBackend<Client>> {
   RedisRedlock(std::vector<Client> masters, std::string name, LockOptions options = {})
       : detail::BasicLock<Backend>(make_backend(std::move(masters), name, options), name, options) {}
 
-  /// Number of masters, and how many must agree. @throws Error if moved from.
+  /// Number of masters. @throws Error if moved from.
   std::size_t masters() const { return this->backend().size(); }
+  /// How many masters must grant the lock: masters() / 2 + 1. @throws Error if moved from.
   std::size_t quorum() const { return this->backend().quorum(); }
 
  private:

@@ -15,10 +15,14 @@
 
 namespace redkit {
 
+/// A Lua script and its SHA-1, for Redis::eval and Cluster::eval (EVALSHA,
+/// then EVAL on NOSCRIPT). Building one sends nothing.
 class Script {
  public:
+  /// Keeps source and computes its SHA-1 locally. Never contacts the server.
   explicit Script(std::string source) : source_(std::move(source)), sha_(detail::sha1_hex(source_)) {}
 
+  /// The Lua source.
   const std::string& source() const noexcept { return source_; }
   /// Lowercase hex SHA-1 of the source, as Redis computes it.
   const std::string& sha() const noexcept { return sha_; }

@@ -49,7 +49,9 @@ struct Serializer {};
 /// Bytes as they are.
 template <>
 struct Serializer<std::string> {
+  /// The string itself (no copy).
   static const std::string& serialize(const std::string& value) noexcept { return value; }
+  /// The bytes, copied. Never fails.
   static std::string deserialize(std::string_view bytes) { return std::string(bytes); }
 };
 
@@ -57,9 +59,11 @@ struct Serializer<std::string> {
 template <class Byte>
 struct Serializer<std::vector<Byte>, std::enable_if_t<std::is_same_v<Byte, char> ||
                                                       std::is_same_v<Byte, unsigned char>>> {
+  /// A view of the vector's bytes (no copy).
   static std::string_view serialize(const std::vector<Byte>& value) noexcept {
     return std::string_view(reinterpret_cast<const char*>(value.data()), value.size());
   }
+  /// The bytes, copied into a vector. Never fails.
   static std::vector<Byte> deserialize(std::string_view bytes) {
     const auto* first = reinterpret_cast<const Byte*>(bytes.data());
     return std::vector<Byte>(first, first + bytes.size());
@@ -72,12 +76,28 @@ struct Serializer<std::vector<Byte>, std::enable_if_t<std::is_same_v<Byte, char>
 /// nothing out of T's range.
 template <class T>
 struct Serializer<T, std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool>>> {
+  /// Shortest decimal text that reads back as exactly value ("42", "0.1").
   static std::string serialize(T value) {
     char buf[128];  // enough for any long double in shortest form
     const auto res = std::to_chars(buf, buf + sizeof buf, value);
     return std::string(buf, static_cast<std::size_t>(res.ptr - buf));
   }
+  /// The number in bytes. @throws std::invalid_argument for anything but
+  /// exactly one number of T in range.
   static T deserialize(std::string_view bytes) {
+    if constexpr (std::is_floating_point_v<T>) {
+      // libstdc++ 12 reads long double through strtold, which runs past the
+      // end of bytes that are not NUL-terminated ("inf"; found by
+      // tests/fuzz/fuzz_serializers): parse a terminated copy.
+      const std::string terminated(bytes);
+      return parse(terminated);
+    } else {
+      return parse(bytes);
+    }
+  }
+
+ private:
+  static T parse(std::string_view bytes) {
     T value{};
     const char* end = bytes.data() + bytes.size();
     const auto res = std::from_chars(bytes.data(), end, value);
@@ -90,7 +110,6 @@ struct Serializer<T, std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v
     return value;
   }
 
- private:
   static std::string excerpt(std::string_view bytes) {
     return bytes.size() <= 40 ? std::string(bytes) : std::string(bytes.substr(0, 40)) + "...";
   }
@@ -99,7 +118,9 @@ struct Serializer<T, std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v
 /// bool as "1" / "0" (exactly those; anything else is a decode error).
 template <>
 struct Serializer<bool> {
+  /// "1" or "0".
   static std::string serialize(bool value) { return value ? "1" : "0"; }
+  /// true for "1", false for "0". @throws std::invalid_argument otherwise.
   static bool deserialize(std::string_view bytes) {
     if (bytes == "1") return true;
     if (bytes == "0") return false;

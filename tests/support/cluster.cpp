@@ -130,7 +130,7 @@ RedisServer& RedisCluster::master_of(int slot) {
 }
 
 std::string RedisCluster::node_id(RedisServer& node) const {
-  return std::string(node_command(node.port(), {"CLUSTER", "MYID"}).string());
+  return node_command(node.port(), {"CLUSTER", "MYID"}).string_copy();
 }
 
 namespace {
@@ -191,7 +191,7 @@ std::string RedisCluster::health_problem() {
     const std::string where = "node " + std::to_string(n.port()) + ": ";
     try {
       const std::string state =
-          info_field(std::string(node_command(n.port(), {"CLUSTER", "INFO"}).string()), "cluster_state");
+          info_field(node_command(n.port(), {"CLUSTER", "INFO"}).string_copy(), "cluster_state");
       if (state != "ok") return where + "cluster_state:" + state;
 
       // Its view of who serves what: every slot, by a running master.

@@ -144,7 +144,7 @@ void SentinelSet::swap_roles_without_failover() {
   // Like a graceful failover: let the replica catch up first. (WAIT would
   // only cover the writes of its own connection.)
   auto offset = [](RedisServer& s, const char* field) {
-    const std::string info(node_command(s.port(), {"INFO", "replication"}).string());
+    const std::string info(node_command(s.port(), {"INFO", "replication"}).string_copy());
     const std::string v = info_field(info, field);
     return v.empty() ? -1LL : std::stoll(v);
   };
@@ -174,7 +174,7 @@ void SentinelSet::wait_replica_synced(milliseconds timeout) {
         for (auto& s : servers_) {
           if (!s.running()) continue;
           try {
-            const std::string info(node_command(s.port(), {"INFO", "replication"}).string());
+            const std::string info(node_command(s.port(), {"INFO", "replication"}).string_copy());
             if (info_field(info, "role") == "slave" && info_field(info, "master_link_status") != "up")
               return false;
           } catch (const redkit::Error&) {

@@ -23,11 +23,18 @@ extern "C" sds redkit_sds_make_room_for(sds s, size_t addlen) __asm__("sdsMakeRo
 
 namespace redkit::detail {
 
-/// The most elements one reply array may claim. hiredis 0.14 allocates an
-/// array's element table as soon as it reads the header, before any element
-/// arrives, so `*500000000` from a hostile server would cost 4 GB up front.
-/// 2^24 elements (a 128 MiB table) is far beyond any sane reply.
+/// The most array elements one reply may claim, all its nested arrays
+/// together. hiredis allocates an array's element table as soon as it reads
+/// the header, before any element arrives, so `*500000000` from a hostile
+/// server would cost 4 GB up front, and seven nested headers seven tables.
+/// 2^24 elements (128 MiB of tables) is far beyond any sane reply.
 inline constexpr long long kMaxReplyElements = 1LL << 24;
+
+/// What the array guard counts for the reply being read (the reader's
+/// privdata, which hiredis hands to every task).
+struct ReplyBudget {
+  long long claimed = 0;
+};
 
 /// hiredis's own reply builders, with the array builder guarded by
 /// kMaxReplyElements. Copied from a default reader, because hiredis keeps
@@ -63,7 +70,11 @@ class GuardedReplyFunctions {
   using Count = int;
 #endif
   static void* guarded_array(const redisReadTask* task, Count elements) {
-    if (static_cast<long long>(elements) > kMaxReplyElements) return nullptr;  // reader: "Out of memory"
+    const auto n = static_cast<long long>(elements);
+    auto* budget = static_cast<ReplyBudget*>(task->privdata);
+    const long long claimed = budget ? budget->claimed : 0;
+    if (n > kMaxReplyElements - claimed) return nullptr;  // the reader reports "Out of memory"
+    if (budget) budget->claimed = claimed + n;
     return create_array()(task, elements);
   }
 
@@ -76,7 +87,10 @@ class ReplyReader {
  public:
   ReplyReader() : r_(redisReaderCreateWithFunctions(GuardedReplyFunctions::get())) {
     if (!r_) throw Error("redkit: cannot create a hiredis reader");
+    r_->privdata = &budget_;
   }
+  ReplyReader(const ReplyReader&) = delete;
+  ReplyReader& operator=(const ReplyReader&) = delete;
 
   /// Adds bytes read from the server. @throws ProtocolError (out of memory).
   void feed(const char* data, std::size_t n) {
@@ -92,8 +106,12 @@ class ReplyReader {
     void* reply = nullptr;
     if (redisReaderGetReply(r_.get(), &reply) != REDIS_OK) fail();
     if (reply == nullptr) return std::nullopt;
+    budget_.claimed = 0;  // the next reply has a budget of its own
     return std::optional<Reply>(std::in_place, static_cast<redisReply*>(reply));
   }
+
+  /// Bytes fed that no complete reply has taken yet.
+  std::size_t pending() const noexcept { return r_->len - r_->pos; }
 
  private:
   struct Free {
@@ -116,13 +134,14 @@ class ReplyReader {
   [[noreturn]] void fail() {
     const std::string what = r_->errstr[0] ? r_->errstr : "invalid reply";
     if (what == "Out of memory") {
-      throw ProtocolError("redkit: the server sent a reply redkit will not hold (an array of more than " +
-                          std::to_string(kMaxReplyElements) + " elements, or memory ran out)");
+      throw ProtocolError("redkit: the server sent a reply redkit will not hold (arrays of more than " +
+                          std::to_string(kMaxReplyElements) + " elements in all, or memory ran out)");
     }
     throw ProtocolError("redkit: the server sent bytes that are not RESP: " + what);
   }
 
   std::unique_ptr<redisReader, Free> r_;
+  ReplyBudget budget_;
 };
 
 }  // namespace redkit::detail

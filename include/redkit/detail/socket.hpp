@@ -280,7 +280,8 @@ inline std::vector<ResolvedAddress> resolve(const std::string& host, int port, c
   if (deadline.is_none()) {
     lookup->cv.wait(lk, [&] { return lookup->done; });
   } else if (!lookup->cv.wait_until(lk, deadline.when(), [&] { return lookup->done; })) {
-    throw TimeoutError("redkit: resolving host '" + host + "' timed out");
+    throw TimeoutError("redkit: cannot connect to " + host + ":" + std::to_string(port) +
+                       ": resolving the host name timed out (connect_timeout)");
   }
   if (lookup->rc != 0) return fail(lookup->rc);
   if (lookup->out.empty()) throw IoError("redkit: host '" + host + "' has no address");
@@ -318,7 +319,7 @@ inline Socket connect_tcp(const std::string& host, int port, const Deadline& dea
     }
     last_error = error;
   }
-  if (last_error == ETIMEDOUT) throw TimeoutError("redkit: connect to " + where + " timed out");
+  if (last_error == ETIMEDOUT) throw TimeoutError("redkit: cannot connect to " + where + ": timed out (connect_timeout)");
   throw IoError("redkit: cannot connect to " + where + ": " + errno_text(last_error));
 }
 
@@ -339,7 +340,7 @@ inline Socket connect_unix(const std::string& path, const Deadline& deadline) {
   int error = 0;
   Socket s = connect_address(reinterpret_cast<const sockaddr*>(&addr), sizeof addr, AF_UNIX, deadline, error);
   if (s) return s;
-  if (error == ETIMEDOUT) throw TimeoutError("redkit: connect to unix:" + path + " timed out");
+  if (error == ETIMEDOUT) throw TimeoutError("redkit: cannot connect to unix:" + path + ": timed out (connect_timeout)");
   throw IoError("redkit: cannot connect to unix:" + path + ": " + errno_text(error));
 }
 

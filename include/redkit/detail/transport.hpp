@@ -73,8 +73,9 @@ class Transport {
  protected:
   [[noreturn]] void fail(const std::string& what, int error) const {
     const std::string msg = "redkit: " + what + " " + endpoint_ + " failed: " + errno_text(error);
+    // ClosedError is kept for an orderly close (EOF, see Connection::read);
+    // a reset or a broken pipe is an IoError.
     if (error == ETIMEDOUT) throw TimeoutError(msg);
-    if (error == ECONNRESET || error == EPIPE) throw ClosedError(msg);
     throw IoError(msg);
   }
 

@@ -14,7 +14,9 @@
 #include <thread>
 #include <utility>
 
+#include "redkit/detail/duration.hpp"
 #include "redkit/detail/fork.hpp"
+#include "redkit/detail/moved_from.hpp"
 #include "redkit/detail/token.hpp"
 #include "redkit/error.hpp"
 #include "redkit/lock/hold.hpp"
@@ -35,15 +37,13 @@ struct WaitRound {
   milliseconds backoff;
 };
 
-/// A steady-clock deadline d from now, saturating instead of overflowing for
-/// durations such as hours::max().
+/// A steady-clock deadline d from now (now for d <= 0), saturating instead
+/// of overflowing for durations such as hours::max() (detail/duration.hpp).
 template <class Rep, class Period>
 LockClock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
   const auto now = LockClock::now();
   if (d <= d.zero()) return now;
-  const std::chrono::duration<double> room = LockClock::time_point::max() - now;
-  if (std::chrono::duration<double>(d) >= room) return LockClock::time_point::max();
-  return now + std::chrono::ceil<LockClock::duration>(d);
+  return saturating_deadline(now, d);
 }
 
 /// One lock object's engine. A hold belongs to the thread that took it; the
@@ -249,7 +249,7 @@ class LockEngine {
   const LockOptions& options() const noexcept { return config_->options; }
 
   void check_not_moved() const {
-    if (!backend_) throw Error("redkit: this lock object (RedisLock or RedisRedlock) was moved from");
+    check_not_moved_from(backend_ != nullptr, "lock object (RedisLock or RedisRedlock)");
   }
 
   // The LocalName of this process (attached anew in a fork child).

@@ -48,6 +48,7 @@ struct LockOptions {
   /// crashed, a woken waiter crashed, or the holder does not send wake-ups
   /// (redis-py, redsync). A release by a redkit lock wakes a waiter at once.
   std::chrono::milliseconds retry_min{500};
+  /// Longest fallback wait (see retry_min).
   std::chrono::milliseconds retry_max{2000};
 
   /// After acquiring, send `WAIT wait_replicas wait_timeout` on the same
@@ -57,6 +58,7 @@ struct LockOptions {
   /// return false, since the lock was free. 0: no WAIT. Not available on
   /// RedisRedlock.
   int wait_replicas = 0;
+  /// How long the WAIT of wait_replicas waits for the replicas.
   std::chrono::milliseconds wait_timeout{100};
 
   /// Issue the fencing token inside the acquire (one script: SET NX PX and

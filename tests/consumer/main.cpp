@@ -1,3 +1,5 @@
+// Built by every consumer project (tests/consumer/programs.cmake) with
+// redkit::redkit alone, or `pkg-config redkit`. Runs without a server.
 #include <redkit/redkit.hpp>
 
 #include <iostream>
