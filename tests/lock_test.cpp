@@ -599,6 +599,34 @@ TYPED_TEST(LockTest, HoldsShorterThanTheirFirstRenewalNeverWakeTheScheduler) {
   EXPECT_LE(this->client.scheduler().wakeups() - before, 1u);
 }
 
+TYPED_TEST(LockTest, ALockPerEntityOnOneClientWorksPastTheLocalStateSweeps) {
+  // One lock name per entity, a fresh object per hold: the client's table of
+  // per-name state is swept as it grows (first at 64 names), while some
+  // names are still in use.
+  std::vector<std::unique_ptr<typename TestFixture::Lock>> kept;
+  for (int i = 0; i < 300; ++i) {
+    const std::string entity = this->name + ":entity:" + std::to_string(i);
+    typename TestFixture::Lock lock(this->client, entity);
+    ASSERT_TRUE(lock.try_lock()) << entity;
+    EXPECT_TRUE(lock.owns_lock());
+    lock.unlock();
+    EXPECT_FALSE(lock.owns_lock());
+    if (i % 50 == 0) {  // a few stay held across the sweeps
+      kept.push_back(std::make_unique<typename TestFixture::Lock>(this->client, entity));
+      ASSERT_TRUE(kept.back()->try_lock()) << entity;
+    }
+  }
+  for (std::size_t k = 0; k < kept.size(); ++k) {
+    EXPECT_TRUE(kept[k]->owns_lock());
+    // Another object on the held name, made after the sweeps, is excluded.
+    typename TestFixture::Lock other(this->client, this->name + ":entity:" + std::to_string(50 * k));
+    EXPECT_FALSE(other.try_lock());
+    kept[k]->unlock();
+    EXPECT_TRUE(other.try_lock());
+    other.unlock();
+  }
+}
+
 TYPED_TEST(LockTest, AReleaseMovesOneWaitingProcessToTheWakeList) {
   const auto keys = redkit::detail::lock_keys(this->name);
   typename TestFixture::Lock a(this->client, this->name);

@@ -238,12 +238,14 @@ class LockRegistry {
   std::shared_ptr<LocalName<Backend>> get(const std::string& name, const LockKeys& keys) {
     std::vector<std::shared_ptr<LocalName<Backend>>> unused;  // destroyed outside the lock
     std::lock_guard<std::mutex> lk(m_);
-    std::shared_ptr<LocalName<Backend>>& slot = names_[name];
-    if (!slot) {
-      slot = std::make_shared<LocalName<Backend>>(keys);
-      if (names_.size() >= sweep_at_) sweep(unused);
-    }
-    return slot;
+    auto it = names_.find(name);
+    if (it != names_.end()) return it->second;
+    // Swept before the new state is in the table: a sweep drops what only
+    // the table holds, which a new state is until it is returned.
+    if (names_.size() + 1 >= sweep_at_) sweep(unused);
+    auto made = std::make_shared<LocalName<Backend>>(keys);
+    names_.emplace(name, made);
+    return made;
   }
 
  private:
