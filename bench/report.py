@@ -16,8 +16,8 @@ Charts, and the benchmark names each reads:
                      an ops_per_s or pairs_per_s counter. Per pair and raw side,
                      the per-round ratios redkit / raw, their median as a bar.
                      A new pair shows up here by itself.
-  lock_handoff.svg   lock_handoff/<mode>: the p<N>_us percentile counters.
-  lock_waiting.svg   lock_8_waiters_2s_hold/<who>: commands, commands_incl_in_script.
+  lock_handoff.svg   lock_handoff_across_processes/<mode>: the p<N>_us percentile counters.
+  lock_waiting.svg   lock_8_waiters_2s_hold/<who>: server_commands.
   cache_stampede.svg stampede_32x50ms/<backend>/<pattern>: loads_per_round, p50_ms, p99_ms.
   near_cache.svg     every near-cache pair (a Pairs pair whose name starts
                      with "near_", such as near_get_hit_100B/<side>/round:<n>),
@@ -59,9 +59,12 @@ PAIR_LABELS = {
     ("cache_get_many_100x100B", "raw_hiredis"): "RedisCache::get_many (100 keys) vs MGET",
     ("cluster_counter_incr", "raw_hiredis"): "Cluster counter incr vs INCR at its master",
     ("cluster_get_many_1000", "raw_hiredis"): "Cluster::pipeline (1,000 GETs) vs raw per master",
-    ("lock_unlock_uncontended", "raw_hiredis"): "RedisLock lock+unlock vs SET NX PX + EVALSHA",
-    ("lock_unlock_uncontended", "raw_hiredis_redkit_scripts"):
-        "RedisLock lock+unlock vs raw sending its scripts",
+    ("lock_unlock_uncontended/redkit_reused_object", "raw_hiredis"):
+        "RedisLock lock+unlock (one object) vs SET NX PX + EVALSHA",
+    ("lock_unlock_uncontended/redkit_fresh_object", "raw_hiredis"):
+        "RedisLock lock+unlock (fresh object) vs SET NX PX + EVALSHA",
+    ("lock_unlock_uncontended/raw_hiredis_redkit_commands", "raw_hiredis"):
+        "raw sending RedisLock's commands vs SET NX PX + EVALSHA",
 }
 # The README's targets (goals, not measurements).
 TARGETS = {
@@ -69,8 +72,12 @@ TARGETS = {
     ("cache_get_hit_100B", "raw_hiredis"): 0.95,
     ("cache_get_many_100x100B", "raw_hiredis"): 0.95,
     ("cluster_counter_incr", "raw_hiredis"): 0.9,
-    ("lock_unlock_uncontended", "raw_hiredis"): 0.9,
+    ("lock_unlock_uncontended/redkit_reused_object", "raw_hiredis"): 0.95,
+    ("lock_unlock_uncontended/redkit_fresh_object", "raw_hiredis"): 0.9,
 }
+# Benchmarks with several sides measured against one reference side: each
+# side's ratio is taken against that reference, keyed (pair/side, reference).
+REFERENCE_SIDE = {"lock_unlock_uncontended": "raw_hiredis"}
 ROUND = re.compile(r"^(?P<pair>[^/]+)/(?P<side>[^/]+)/round:(?P<round>\d+)$")
 
 
@@ -137,6 +144,11 @@ def paired_ratios(benchmarks):
             speed[(m["pair"], m["side"], int(m["round"]))] = value
     ratios = {}
     for (pair, side, r), value in sorted(speed.items()):
+        if pair in REFERENCE_SIDE:
+            ref = speed.get((pair, REFERENCE_SIDE[pair], r))
+            if side != REFERENCE_SIDE[pair] and ref:
+                ratios.setdefault((f"{pair}/{side}", REFERENCE_SIDE[pair]), []).append(value / ref)
+            continue
         if side == "redkit":
             continue
         mine = speed.get((pair, "redkit", r))
@@ -181,7 +193,7 @@ HANDOFF_MODES = [("redkit", "RedisLock (woken by the release)", REDKIT),
 def chart_lock_handoff(benchmarks, run, out_dir):
     curves = {}
     for b in benchmarks:
-        if b["name"].startswith("lock_handoff/"):
+        if b["name"].startswith("lock_handoff_across_processes/"):
             points = sorted((int(k[1:-3]), v / 1000.0) for k, v in b.items()
                             if re.fullmatch(r"p\d+_us", k))
             if points:
@@ -211,18 +223,18 @@ def chart_lock_handoff(benchmarks, run, out_dir):
 
 def chart_lock_waiting(benchmarks, run, out_dir):
     rows = []
-    for who, label, color in [("redkit", "8 RedisLock waiters", REDKIT),
+    for who, label, color in [("redkit_8_clients", "8 RedisLock waiters, 8 clients", REDKIT),
+                              ("redkit_8_threads_one_client", "8 RedisLock threads, one client", OTHER),
                               ("raw_poll_100ms", "8 raw pollers (100 ms)", RAW)]:
         for b in benchmarks:
             if b["name"] == f"lock_8_waiters_2s_hold/{who}":
-                rows.append((label, b["commands"], b["commands_incl_in_script"], color))
+                rows.append((label, None, b["server_commands"], color))
     if not rows:
         return False
-    fig, ax = plt.subplots(figsize=(8, 2.2))
-    for i, (label, sent, total, color) in enumerate(rows):
-        ax.barh(i, total, color=color, alpha=0.35, height=0.6)
-        ax.barh(i, sent, color=color, height=0.6)
-        ax.text(total + 3, i, f"{sent:.0f} sent, {total:.0f} counting commands inside scripts",
+    fig, ax = plt.subplots(figsize=(8, 2.6))
+    for i, (label, _, total, color) in enumerate(rows):
+        ax.barh(i, total, color=color, height=0.6)
+        ax.text(total + 3, i, f"{total:.0f} server commands (calls inside scripts included)",
                 va="center", fontsize=8)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([r[0] for r in rows])

@@ -364,7 +364,9 @@ TEST_F(ClusterTest, LockWaiterBlockedThroughAReshardOfItsSlotAcquiresWithNoError
 
   std::atomic<bool> got{false};
   std::string error;
-  std::thread waiter([&, client = client_]() mutable {
+  // A client of its own: another process, so the waiter waits in Redis
+  // (threads of one process wait in the process).
+  std::thread waiter([&, client = Cluster(client_.options())]() mutable {
     try {
       redkit::RedisLock<Cluster> mine(client, name);
       got = mine.try_lock_for(20s);

@@ -130,6 +130,11 @@ class Cluster {
     return lease_on([this]() -> Node& { return any_master(); });
   }
 
+  /// "host:port" of the master that serves key's slot in the current slot
+  /// map. Per-node work (lock renewal) is grouped by it. @throws IoError if
+  /// the slot map cannot be loaded.
+  std::string node_name(std::string_view key) { return node_for_slot(hash_slot(key)).name; }
+
   /// One Redis handle per master in the current slot map, for work that
   /// must visit every master: a SCAN sent through command() has no routing
   /// key, so each call may reach a different master. Each call makes new

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -34,6 +35,15 @@ class RequestBuffer {
     copied_from_ = 0;
   }
   void append(const char* p, std::size_t n) { bytes_.append(p, n); }
+  /// n more bytes at the end, to be written through the pointer; give back
+  /// what was not used with unused().
+  char* grow(std::size_t n) {
+    const std::size_t at = bytes_.size();
+    bytes_.resize(at + n);
+    return bytes_.data() + at;
+  }
+  /// Drops the last n bytes (the unused part of the last grow()).
+  void unused(std::size_t n) noexcept { bytes_.resize(bytes_.size() - n); }
   /// References n bytes at p, which must stay valid until the write ends.
   void reference(const char* p, std::size_t n) {
     seal();
@@ -87,6 +97,9 @@ class Command {
   Command() = default;
   /// All arguments given at once; the routing key is not set (see key()).
   Command(std::initializer_list<std::string_view> args) {
+    std::size_t bytes = 0;
+    for (auto a : args) bytes += a.size();
+    reserve(args.size(), bytes);
     for (auto a : args) arg(a);
   }
 
@@ -144,8 +157,8 @@ class Command {
     return *this;
   }
 
-  /// Makes room for args more arguments of bytes bytes in all (a command of
-  /// many keys then fills its buffer without growing it step by step).
+  /// Makes room for args more arguments of bytes bytes in all, so that a
+  /// command of known shape (or of many keys) allocates once per buffer.
   Command& reserve(std::size_t args, std::size_t bytes) {
     spans_.reserve(spans_.size() + args);
     buf_.reserve(buf_.size() + bytes);
@@ -191,6 +204,28 @@ class Command {
   /// of RequestBuffer::kBorrowThreshold bytes or more instead of copying.
   void encode(detail::RequestBuffer& out) const {
     if (empty()) throw Error("redkit: empty command");
+    // Nothing to reference (the common case): headers and arguments written
+    // straight into room made once.
+    std::size_t room = kHeaderRoom;
+    bool small = true;
+    for (const Span& s : spans_) {
+      small = small && s.length < detail::RequestBuffer::kBorrowThreshold;
+      room += kHeaderRoom + s.length + 2;
+    }
+    if (small) {
+      char* const start = out.grow(room);
+      char* p = start + header(start, '*', spans_.size());
+      for (std::size_t i = 0; i < spans_.size(); ++i) {
+        const std::string_view a = (*this)[i];
+        p += header(p, '$', a.size());
+        if (!a.empty()) std::memcpy(p, a.data(), a.size());
+        p += a.size();
+        *p++ = '\r';
+        *p++ = '\n';
+      }
+      out.unused(room - static_cast<std::size_t>(p - start));
+      return;
+    }
     char tmp[24];
     out.append(tmp, header(tmp, '*', spans_.size()));
     for (std::size_t i = 0; i < spans_.size(); ++i) {
@@ -206,6 +241,9 @@ class Command {
   }
 
  private:
+  // Room for one "<tag><n>\r\n" header.
+  static constexpr std::size_t kHeaderRoom = 24;
+
   // Writes "<tag><n>\r\n" into tmp (24 bytes); returns its length.
   static std::size_t header(char* tmp, char tag, std::size_t n) noexcept {
     tmp[0] = tag;

@@ -99,6 +99,14 @@ class NotReplicatedError : public Error {
   int required_;
 };
 
+/// A lock hold that is gone: fencing_token() was asked for after the hold
+/// expired, was taken over by another holder or was released, or by a
+/// thread that does not hold the lock. Nothing was issued.
+class LockLostError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// A stored value the serializer could not read. key() names it.
 class DecodeError : public Error {
  public:

@@ -168,6 +168,15 @@ class Redis {
     return Lease(acquire(*core().dedicated));
   }
 
+  /// The name of the server that serves key: on a single server or in
+  /// sentinel mode always this client's one server ("host:port", or the
+  /// sentinel master's name). Per-node work (lock renewal) is grouped by it.
+  /// (Cluster has the same member, naming the key's master.)
+  std::string node_name(std::string_view key) const {
+    (void)key;
+    return name(shared().options);
+  }
+
   /// The masters to visit for work that must cover every master (SCAN):
   /// on a single server or in sentinel mode, this client itself. (Cluster
   /// has the same member, returning one handle per master.)

@@ -13,10 +13,14 @@
 /// woken. Like every lease-based lock it assumes bounded process pauses and
 /// clock drift; see the README section "Lock guarantees".
 ///
-/// Thread safety: as RedisLock. Each operation runs the N per-node calls in
-/// parallel (one short-lived thread per node); the per-node timeout is that
-/// client's Options::connect_timeout and command_timeout, which should be
-/// small against the ttl.
+/// Thread safety: as RedisLock: one object may be shared by threads, a hold
+/// belongs to the thread that took it, and the threads of one process that
+/// want the name wait in the process while one of them polls the masters.
+/// Each acquire, release and extend runs the N per-node calls in parallel
+/// (one short-lived thread per node); renewals go through each master's
+/// renewal lane, so a master that does not answer delays no other. The
+/// per-node timeout is that client's Options::connect_timeout and
+/// command_timeout, which should be small against the ttl.
 ///
 /// Exceptions: as RedisLock. An attempt that reaches too few masters is a
 /// failed attempt (false, or lock() keeps trying), not an exception: some
@@ -28,6 +32,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <future>
+#include <initializer_list>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,23 +54,42 @@ namespace detail {
 template <class Client>
 class RedlockBackend {
  public:
-  RedlockBackend(std::vector<Client> nodes, LockKeys keys)
-      : nodes_(std::move(nodes)), keys_(std::move(keys)), quorum_(nodes_.size() / 2 + 1) {}
+  /// Redlock waiters poll (see wait_round): nothing to keep in Redis.
+  struct WaitState {
+    explicit WaitState(const LockKeys&) {}
+  };
 
-  /// Acquires on every node in parallel. Held when a quorum granted it and
-  /// time is left; then raises the fencing counter of a quorum to the
-  /// largest fence granted (a second round), so that any later quorum, which
-  /// shares a node with this one, hands out a larger fence. A failed attempt
-  /// releases every node.
-  LockAttempt try_acquire(const std::string& token, milliseconds ttl, milliseconds /*wait: none*/) {
+  /// Where a hold's renewals go: the first master's Renewer fires it, and
+  /// each master's own Renewer sends the part for that master, on the lane
+  /// of that master, so a master that does not answer delays no other.
+  struct RenewalRoute {
+    Renewer<Client>* home = nullptr;
+    std::vector<std::pair<Renewer<Client>*, std::string>> lanes;  // per master: its Renewer, its node
+  };
+
+  RedlockBackend(std::vector<Client> nodes, LockKeys keys) : keys_(std::move(keys)) {
+    for (Client& c : nodes) nodes_.push_back(std::make_shared<Client>(std::move(c)));
+    quorum_ = nodes_.size() / 2 + 1;
+  }
+
+  const std::string& name() const noexcept { return keys_.key; }
+  const LockKeys& keys() const noexcept { return keys_; }
+  /// The first master's client keeps this process's state of the name.
+  Client& home() noexcept { return *nodes_.front(); }
+
+  /// Acquires on every node in parallel (the acquire script with the fence;
+  /// our own token already there counts as granted, so a retry after a lost
+  /// reply is safe). Held when a quorum granted it and time is left; then
+  /// raises the fencing counter of a quorum to the largest fence granted (a
+  /// second round), so that any later quorum, which shares a node with this
+  /// one, hands out a larger fence. A failed attempt releases every node.
+  LockAttempt attempt(const std::string& token, milliseconds ttl, bool /*fenced: always*/) {
     const std::string ttl_text = std::to_string(ttl.count());
+    const std::string fence_ttl = std::to_string(kFenceTtl.count());
     const auto start = LockClock::now();
     auto replies = on_nodes(all_nodes(), [&](Client& c) -> std::optional<std::int64_t> {
-      // No waiters marker ("0"): redlock waiters sleep, they are not woken.
-      Reply r = c.eval(lock_acquire_script(),
-                       {std::string_view(keys_.key), std::string_view(keys_.fence),
-                        std::string_view(keys_.waiters)},
-                       {std::string_view(token), std::string_view(ttl_text), std::string_view("0")});
+      Reply r = c.eval(lock_acquire_fenced_script(), {std::string_view(keys_.key), std::string_view(keys_.fence)},
+                       {std::string_view(token), std::string_view(ttl_text), std::string_view(fence_ttl)});
       const long long fence = r.integer();
       if (fence < 1) return std::nullopt;
       return fence;
@@ -81,7 +106,8 @@ class RedlockBackend {
     if (granted.size() >= quorum_ && time_left(start, ttl)) {
       const std::string fence_text = std::to_string(fence);
       auto raised = on_nodes(granted, [&](Client& c) -> bool {
-        c.eval(lock_fence_floor_script(), {std::string_view(keys_.fence)}, {std::string_view(fence_text)});
+        c.eval(lock_fence_floor_script(), {std::string_view(keys_.fence)},
+               {std::string_view(fence_text), std::string_view(fence_ttl)});
         return true;
       });
       const auto ok = static_cast<std::size_t>(std::count_if(
@@ -97,9 +123,9 @@ class RedlockBackend {
     return a;
   }
 
-  /// Extends on every node in parallel. The new validity when a quorum
-  /// extended in time; nullopt when so many nodes answered "not ours" that
-  /// no quorum can; otherwise (nodes unreachable) throws IoError.
+  /// Extends on every node in parallel (extend()). The new validity when a
+  /// quorum extended in time; nullopt when so many nodes answered "not ours"
+  /// that no quorum can; otherwise (nodes unreachable) throws IoError.
   std::optional<LockClock::time_point> renew(const std::string& token, milliseconds ttl) {
     const std::string ttl_text = std::to_string(ttl.count());
     const auto start = LockClock::now();
@@ -123,33 +149,122 @@ class RedlockBackend {
   /// Releases on every node in parallel. Never throws.
   void release(const std::string& token) noexcept {
     try {
+      const std::string wake_ttl = std::to_string(kWakeTtl.count());
       on_nodes(all_nodes(), [&](Client& c) -> bool {
         c.eval(lock_release_script(),
-               {std::string_view(keys_.key), std::string_view(keys_.wake), std::string_view(keys_.waiters)},
-               {std::string_view(token)});
+               {std::string_view(keys_.key), std::string_view(keys_.waiting), std::string_view(keys_.wake)},
+               {std::string_view(token), std::string_view(wake_ttl)});
         return true;
       });
     } catch (...) {
     }
   }
 
-  /// Renewal runs on the first master's client's scheduler thread.
-  Scheduler& scheduler() noexcept { return nodes_.front().scheduler(); }
+  /// A Redlock's fence comes with its acquire; there is none to issue later.
+  std::optional<std::int64_t> fence(const std::string&) { return std::nullopt; }
 
-  /// Redlock waiters sleep (with the engine's jittered backoff): a wake-up
-  /// list on N masters could only wake one of them per release.
-  struct Waiter {
-    bool wait(milliseconds timeout, bool /*at_deadline*/) {
-      if (timeout.count() > 0) std::this_thread::sleep_for(timeout);
-      return false;
+  // ---- renewal: one part per master (see RenewalRoute) ----
+
+  int renewal_jobs() const noexcept { return static_cast<int>(nodes_.size()); }
+
+  void start_renewal(const std::shared_ptr<Hold<RedlockBackend>>& h) {
+    auto home_renewer = home().template process_local<Renewer<Client>>();
+    h->route.home = home_renewer.get();
+    for (const auto& node : nodes_) {
+      h->route.lanes.emplace_back(node->template process_local<Renewer<Client>>().get(), node->node_name(keys_.key));
     }
-  };
-  Waiter waiter() { return {}; }
+    h->set_due(LockClock::now() + HoldState::renew_period(h->ttl));
+    home_renewer->add(h, home().scheduler());
+  }
+
+  void rearm_renewal(HoldState& h) {
+    if (auto* r = static_cast<Hold<RedlockBackend>&>(h).route.home) r->rearm(h, home().scheduler());
+  }
+
+  void stop_renewal(HoldState& h) noexcept {
+    if (auto* r = static_cast<Hold<RedlockBackend>&>(h).route.home) r->remove(h);
+  }
+
+  /// Scheduler thread: one renewal per master on that master's lane; the
+  /// hold is renewed when a quorum answers "ours" within the validity, lost
+  /// when too many answer "not ours", retried soon otherwise. Decided by
+  /// the first answers that settle it: a master that does not answer holds
+  /// up only its own part.
+  void post_renewal(const std::shared_ptr<Hold<RedlockBackend>>& h, milliseconds ttl) noexcept {
+    const auto start = LockClock::now();
+    std::shared_ptr<Tally> tally;
+    try {
+      tally = std::make_shared<Tally>();
+    } catch (...) {
+      for (std::size_t i = 0; i < nodes_.size(); ++i) h->job_done();
+      h->completed(RenewOutcome::Failed, start);
+      return;
+    }
+    const std::size_t n = nodes_.size();
+    const std::size_t quorum = quorum_;
+    const auto valid_until = start + ttl - drift(ttl);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto done = [h, tally, n, quorum, valid_until](RenewOutcome outcome, LockClock::time_point) {
+        h->job_done();
+        std::optional<RenewOutcome> decided;
+        {
+          std::lock_guard<std::mutex> lk(tally->m);
+          if (tally->decided) return;
+          ++(outcome == RenewOutcome::Ours ? tally->ours : outcome == RenewOutcome::NotOurs ? tally->others : tally->failed);
+          if (tally->ours >= quorum) {
+            decided = LockClock::now() < valid_until ? RenewOutcome::Ours : RenewOutcome::Failed;
+          } else if (tally->others > n - quorum) {
+            decided = RenewOutcome::NotOurs;
+          } else if (tally->ours + tally->others + tally->failed == n) {
+            decided = RenewOutcome::Failed;
+          }
+          if (decided) tally->decided = true;
+        }
+        if (decided) h->completed(*decided, valid_until);
+      };
+      try {
+        const std::string ttl_text = std::to_string(ttl.count());
+        const std::initializer_list<std::string_view> keys = {keys_.key};
+        const std::initializer_list<std::string_view> args = {h->token, ttl_text};
+        typename Renewer<Client>::Job job;
+        job.client = nodes_[i];
+        job.by_sha = lock_extend_script().command(keys, args, true);
+        job.by_source = lock_extend_script().command(keys, args, false);
+        job.done = done;
+        h->route.lanes[i].first->post(h->route.lanes[i].second, std::move(job));
+      } catch (...) {
+        done(RenewOutcome::Failed, start);
+      }
+    }
+  }
+
+  // ---- waiting ----
+
+  /// Redlock waiters sleep with jittered backoff (a wake-up list on N
+  /// masters could only wake one of them per release): one thread per
+  /// process, the others wait in the process.
+  void wait_round(WaitState&, WaitRound& round, const LockAttempt&, LockClock::time_point deadline,
+                  const LockOptions& o) {
+    const auto left = std::chrono::ceil<milliseconds>(deadline - LockClock::now());
+    const milliseconds wait = std::min(random_between(round.backoff / 2, round.backoff), left);
+    if (wait.count() > 0) std::this_thread::sleep_for(wait);
+    round.backoff = std::min(round.backoff * 2, o.retry_max);
+  }
+
+  void end_wait(WaitState&, bool, bool) noexcept {}
 
   std::size_t size() const noexcept { return nodes_.size(); }
   std::size_t quorum() const noexcept { return quorum_; }
 
  private:
+  struct Tally {
+    std::mutex m;
+    std::size_t ours = 0;
+    std::size_t others = 0;
+    std::size_t failed = 0;
+    bool decided = false;
+  };
+
   // Clock drift allowance of the Redlock algorithm: 1% of the ttl plus 2 ms.
   static milliseconds drift(milliseconds ttl) { return ttl / 100 + milliseconds(2); }
 
@@ -174,7 +289,7 @@ class RedlockBackend {
     for (std::size_t i : which) {
       futures.push_back(std::async(std::launch::async, [this, i, &f]() -> Result {
         try {
-          return f(nodes_[i]);
+          return f(*nodes_[i]);
         } catch (...) {
           return std::nullopt;
         }
@@ -186,9 +301,9 @@ class RedlockBackend {
     return out;
   }
 
-  std::vector<Client> nodes_;
+  std::vector<std::shared_ptr<Client>> nodes_;  // renewals hold them weakly
   const LockKeys keys_;
-  const std::size_t quorum_;
+  std::size_t quorum_ = 1;
 };
 
 }  // namespace detail
@@ -219,10 +334,10 @@ class RedisRedlock : public detail::BasicLock<detail::RedlockBackend<Client>> {
   RedisRedlock(std::vector<Client> masters, std::string name, LockOptions options = {})
       : detail::BasicLock<Backend>(make_backend(std::move(masters), name, options), name, options) {}
 
-  /// Number of masters.
-  std::size_t masters() const noexcept { return this->backend().size(); }
-  /// How many masters must grant the lock: masters() / 2 + 1.
-  std::size_t quorum() const noexcept { return this->backend().quorum(); }
+  /// Number of masters. @throws Error if moved from.
+  std::size_t masters() const { return this->backend().size(); }
+  /// How many masters must grant the lock: masters() / 2 + 1. @throws Error if moved from.
+  std::size_t quorum() const { return this->backend().quorum(); }
 
  private:
   static std::shared_ptr<Backend> make_backend(std::vector<Client> masters, const std::string& name,

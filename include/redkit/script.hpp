@@ -31,7 +31,12 @@ class Script {
   /// by_sha is false), routed by the first key.
   template <class Keys, class Args>
   Command command(const Keys& keys, const Args& args, bool by_sha = true) const {
-    Command cmd{by_sha ? std::string_view("EVALSHA") : std::string_view("EVAL")};
+    Command cmd;
+    std::size_t bytes = 16 + (by_sha ? sha_.size() : source_.size());
+    for (const auto& k : keys) bytes += std::string_view(k).size();
+    for (const auto& a : args) bytes += std::string_view(a).size();
+    cmd.reserve(3 + std::size(keys) + std::size(args), bytes);
+    cmd.arg(by_sha ? std::string_view("EVALSHA") : std::string_view("EVAL"));
     cmd.arg(by_sha ? sha_ : source_);
     cmd.arg(static_cast<long long>(std::size(keys)));
     for (const auto& k : keys) cmd.key(std::string_view(k));

@@ -42,17 +42,36 @@ inline void fill_random(void* buf, std::size_t n) {
   }
 }
 
-/// A fresh token: kTokenBytes random bytes as lowercase hex.
-/// @throws Error if getrandom() is unavailable.
+/// A fresh token: kTokenBytes random bytes as lowercase hex. The bytes come
+/// from getrandom() in batches of kTokensPerRefill tokens per thread (one
+/// syscall costs about as much as the rest of a lock round trip's client
+/// work); the batch is dropped in a fork child, so parent and child never
+/// hand out the same token. @throws Error if getrandom() is unavailable.
+inline constexpr std::size_t kTokensPerRefill = 32;
 inline std::string random_token() {
-  unsigned char bytes[kTokenBytes];
-  fill_random(bytes, sizeof bytes);
+  struct Batch {
+    unsigned char bytes[kTokenBytes * kTokensPerRefill];
+    std::size_t used = sizeof bytes;
+    std::uint32_t generation = 0;
+  };
+  thread_local Batch batch;
+  if (batch.generation != fork_generation()) {
+    batch.used = sizeof batch.bytes;  // the parent's bytes: never reuse them here
+    batch.generation = fork_generation();
+  }
+  if (batch.used + kTokenBytes > sizeof batch.bytes) {
+    fill_random(batch.bytes, sizeof batch.bytes);
+    batch.used = 0;
+  }
+  unsigned char* bytes = batch.bytes + batch.used;
+  batch.used += kTokenBytes;
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(2 * sizeof bytes, '0');
-  for (std::size_t i = 0; i < sizeof bytes; ++i) {
+  std::string out(2 * kTokenBytes, '0');
+  for (std::size_t i = 0; i < kTokenBytes; ++i) {
     out[2 * i] = kHex[bytes[i] >> 4];
     out[2 * i + 1] = kHex[bytes[i] & 0xf];
   }
+  std::memset(bytes, 0, kTokenBytes);  // handed out: keep no second copy
   return out;
 }
 

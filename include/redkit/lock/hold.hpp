@@ -1,0 +1,271 @@
+/// @file lock/hold.hpp
+/// What a process knows of a lock name: its holds (HoldState, one per
+/// acquisition, renewed through the client's Renewer) and its local waiters
+/// (LocalName, one per client, process and name, shared by every RedisLock
+/// object on that name). Internals of RedisLock and RedisRedlock.
+/// Thread safety: every member is thread-safe as documented per field.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "redkit/detail/renewer.hpp"
+#include "redkit/lock/keys.hpp"
+#include "redkit/lock/options.hpp"
+
+namespace redkit::detail {
+
+using LockClock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+/// The name and options of one lock object, shared with its holds.
+struct LockConfig {
+  std::string name;
+  LockOptions options;
+};
+
+/// One acquisition: its token, who holds it (a thread, through one lock
+/// object), its validity and its renewal. Shared by the process's LocalName,
+/// the Renewer that renews it and renewals in flight. It holds no client.
+class HoldState : public RenewalEntry, public std::enable_shared_from_this<HoldState> {
+ public:
+  HoldState(std::string token_, std::thread::id thread_, std::uint64_t engine_,
+            std::shared_ptr<const LockConfig> config_, LockClock::time_point valid_until_, std::int64_t fence_)
+      : token(std::move(token_)),
+        thread(thread_),
+        engine(engine_),
+        config(std::move(config_)),
+        fence(fence_),
+        valid_until(valid_until_.time_since_epoch().count()),
+        ttl(config->options.ttl) {
+    if (config->options.max_hold) hold_until = LockClock::now() + *config->options.max_hold;
+  }
+
+  const std::string token;
+  const std::thread::id thread;              // the holder
+  const std::uint64_t engine;                // the lock object it was taken through
+  const std::shared_ptr<const LockConfig> config;
+  std::int64_t fence;                        // 0 until issued; touched by the holder thread only
+  std::atomic<bool> lost{false};             // a renewal or fence found the key gone, or it ran out
+  std::atomic<LockClock::rep> valid_until;   // steady ticks: the end of our validity
+
+  // Renewal state, guarded by m.
+  std::mutex m;
+  std::condition_variable cv;
+  milliseconds ttl;                             // the lifetime renewals set (extend() changes it)
+  std::optional<LockClock::time_point> hold_until;  // acquired + max_hold
+  int in_flight = 0;                            // renewal work that may still use the lock's client
+  bool extending = false;                       // the holder is in extend()
+  bool ended = false;                           // no more renewals (released or lost)
+
+  /// Held in the eyes of this process: not lost, within our validity.
+  bool valid(LockClock::time_point now = LockClock::now()) const noexcept {
+    return !lost.load(std::memory_order_acquire) && now.time_since_epoch().count() < valid_until.load();
+  }
+
+  static milliseconds renew_period(milliseconds ttl) { return std::max(ttl / 3, milliseconds(1)); }
+
+  /// A renewal's outcome (lane thread): new validity, loss, or try again soon.
+  void completed(RenewOutcome outcome, LockClock::time_point valid_if_ours) noexcept {
+    bool report = false;
+    {
+      std::lock_guard<std::mutex> lk(m);
+      if (ended) return;
+      const auto now = LockClock::now();
+      switch (outcome) {
+        case RenewOutcome::Ours: {
+          valid_until = valid_if_ours.time_since_epoch().count();
+          milliseconds next = renew_period(ttl);
+          // Near max_hold: run again when it ends, to report it.
+          if (hold_until) next = std::min(next, std::chrono::ceil<milliseconds>(*hold_until - now));
+          set_due(now + std::max(next, milliseconds(1)));
+          break;
+        }
+        case RenewOutcome::NotOurs:
+          report = lose_locked();
+          break;
+        case RenewOutcome::Failed: {
+          // I/O trouble: try again soon, until our own deadline passes.
+          const auto left = std::chrono::duration_cast<milliseconds>(
+              LockClock::time_point(LockClock::duration(valid_until.load())) - now);
+          const milliseconds retry = std::min(ttl, config->options.ttl) / 10;
+          set_due(now + std::clamp(retry, milliseconds(1), std::max(left, milliseconds(1))));
+          break;
+        }
+      }
+    }
+    if (report) report_lost();
+  }
+
+  /// One piece of renewal work is done with the lock's client.
+  void job_done() noexcept {
+    std::lock_guard<std::mutex> lk(m);
+    if (--in_flight == 0) cv.notify_all();
+  }
+
+  /// Stops renewal for good and waits until no renewal in flight can use
+  /// the lock's client any more (each is bounded by command_timeout).
+  void end() noexcept {
+    std::unique_lock<std::mutex> lk(m);
+    ended = true;
+    set_due_raw(kIdle);
+    cv.wait(lk, [&] { return in_flight == 0; });
+  }
+
+ protected:
+  // Caller holds m. True if the loss is news (on_lost is then due).
+  bool lose_locked() noexcept {
+    const bool news = !lost.exchange(true);
+    ended = true;
+    set_due_raw(kIdle);
+    return news;
+  }
+
+  void report_lost() noexcept {
+    if (!config->options.on_lost) return;
+    try {
+      config->options.on_lost(config->name);
+    } catch (...) {
+      // The user's callback must not stop a background thread.
+    }
+  }
+
+  // The scheduler-thread half of fire(): checks, then starts `jobs` pieces
+  // of renewal work (plus one for the caller, who calls job_done() when it
+  // has posted them). Returns the ttl to renew with, or nullopt.
+  std::optional<milliseconds> begin_renewal(LockClock::time_point now, int jobs) noexcept {
+    bool report = false;
+    std::optional<milliseconds> t;
+    {
+      std::lock_guard<std::mutex> lk(m);
+      if (ended) {
+        set_due_raw(kIdle);
+        return std::nullopt;
+      }
+      if (extending || in_flight > 0) {
+        set_due(now + milliseconds(10));
+        return std::nullopt;
+      }
+      milliseconds ttl_now = ttl;
+      if (hold_until) ttl_now = std::min(ttl_now, std::chrono::floor<milliseconds>(*hold_until - now));
+      if (ttl_now.count() <= 0 || now.time_since_epoch().count() >= valid_until.load()) {
+        report = lose_locked();  // max_hold ran out, or renewals failed until our deadline
+      } else {
+        in_flight = jobs + 1;
+        t = ttl_now;
+      }
+    }
+    if (report) report_lost();
+    return t;
+  }
+};
+
+/// A hold renewed through Backend (one server, or the Redlock masters).
+template <class Backend>
+class Hold final : public HoldState {
+ public:
+  using HoldState::HoldState;
+
+  std::weak_ptr<Backend> backend;          // the lock object's; never the last owner (see end())
+  typename Backend::RenewalRoute route;   // where its renewals go, set by Backend::start_renewal
+
+  void fire(LockClock::time_point now) noexcept override {
+    std::shared_ptr<Backend> b = backend.lock();
+    if (!b) {
+      std::lock_guard<std::mutex> lk(m);
+      ended = true;
+      set_due_raw(kIdle);
+      return;
+    }
+    const auto ttl_now = begin_renewal(now, b->renewal_jobs());
+    if (!ttl_now) return;
+    b->post_renewal(std::static_pointer_cast<Hold>(shared_from_this()), *ttl_now);
+    b.reset();    // before job_done(): the lock object may let its backend go once in_flight is 0
+    job_done();  // the one begin_renewal() counted for this call
+  }
+};
+
+/// This process's state of one lock name, for one client: shared by every
+/// lock object on the name (made through that client), so that its threads
+/// exclude each other here and only one of them waits in Redis.
+template <class Backend>
+class LocalName {
+ public:
+  explicit LocalName(const LockKeys& keys) : wait(keys) {}
+  LocalName(const LocalName&) = delete;
+  LocalName& operator=(const LocalName&) = delete;
+
+  std::mutex m;                // guards the fields below (not wait)
+  std::condition_variable cv;  // a hold ended or the acquiring thread left
+  std::vector<std::shared_ptr<HoldState>> holds;  // this process's holds (two only after an expiry race)
+  bool acquiring = false;      // a thread is acquiring in Redis for a blocking call
+  int waiting = 0;             // threads waiting on cv
+  std::uint64_t next_engine = 1;
+
+  /// The Redis side of waiting: used only by the thread that has
+  /// `acquiring` set, handed over with it.
+  typename Backend::WaitState wait;
+
+  /// The hold of the calling thread through engine, if any. Caller holds m.
+  std::shared_ptr<HoldState> mine(std::uint64_t engine) const {
+    const auto me = std::this_thread::get_id();
+    for (const auto& h : holds) {
+      if (h->thread == me && h->engine == engine) return h;
+    }
+    return nullptr;
+  }
+};
+
+/// The LocalNames of one client in this process, by name (its
+/// process_local). A name no lock object uses any more is kept until the
+/// next sweep, so that a fresh lock object per hold (a common pattern) finds
+/// its name's state instead of making it again; a sweep, when the table
+/// has doubled since the last one, drops the unused.
+template <class Backend>
+class LockRegistry {
+ public:
+  std::shared_ptr<LocalName<Backend>> get(const std::string& name, const LockKeys& keys) {
+    std::vector<std::shared_ptr<LocalName<Backend>>> unused;  // destroyed outside the lock
+    std::lock_guard<std::mutex> lk(m_);
+    auto it = names_.find(name);
+    if (it != names_.end()) return it->second;
+    // Swept before the new state is in the table: a sweep drops what only
+    // the table holds, which a new state is until it is returned.
+    if (names_.size() + 1 >= sweep_at_) sweep(unused);
+    auto made = std::make_shared<LocalName<Backend>>(keys);
+    names_.emplace(name, made);
+    return made;
+  }
+
+ private:
+  // Caller holds m_. Moves the states only the table holds into unused.
+  void sweep(std::vector<std::shared_ptr<LocalName<Backend>>>& unused) {
+    for (auto it = names_.begin(); it != names_.end();) {
+      if (it->second.use_count() == 1) {
+        unused.push_back(std::move(it->second));
+        it = names_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    sweep_at_ = std::max<std::size_t>(kMinSweep, 2 * names_.size());
+  }
+
+  static constexpr std::size_t kMinSweep = 64;
+  std::mutex m_;
+  std::unordered_map<std::string, std::shared_ptr<LocalName<Backend>>> names_;
+  std::size_t sweep_at_ = kMinSweep;
+};
+
+}  // namespace redkit::detail
