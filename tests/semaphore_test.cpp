@@ -80,8 +80,13 @@ class SemaphoreTest : public ::testing::Test {
   const redkit::detail::SemaphoreKeys keys = redkit::detail::semaphore_keys(name);
 
   long long blocked() { return info_field(client, "clients", "blocked_clients", keys.wake); }
-  long long server_commands() { return info_field(client, "stats", "total_commands_processed", keys.holders); }
-  long long held() { return client.command(Command{"ZCARD"}.key(keys.holders)).integer(); }
+  long long server_commands() { return info_field(client, "stats", "total_commands_processed", keys.permits); }
+  // Permits held (members scored above any count), expired or not.
+  long long held() { return client.command(Command{"ZCOUNT"}.key(keys.permits).arg("(1000000000").arg("+inf")).integer(); }
+  std::string count() {
+    redkit::Reply r = client.command(Command{"ZSCORE"}.key(keys.permits).arg("#count"));
+    return r.is_nil() ? "(nil)" : std::string(r.string());
+  }
   long long pttl(const std::string& key) { return client.command(Command{"PTTL"}.key(key)).integer(); }
   Client make() { return Kind::make(); }
 };
@@ -94,9 +99,9 @@ TYPED_TEST(SemaphoreTest, APermitIsAMemberOfTheHolderSetUntilReleased) {
   EXPECT_TRUE(p.owns());
   EXPECT_EQ(p.id().size(), 32u);
   EXPECT_EQ(p.id().find_first_not_of("0123456789abcdef"), std::string::npos);
-  EXPECT_NE(this->client.command(Command{"ZSCORE"}.key(this->keys.holders).arg(p.id())).is_nil(), true);
+  EXPECT_NE(this->client.command(Command{"ZSCORE"}.key(this->keys.permits).arg(p.id())).is_nil(), true);
   EXPECT_EQ(sem.available(), 1);
-  EXPECT_EQ(this->client.command(Command{"GET"}.key(this->keys.count)).string(), "2");
+  EXPECT_EQ(this->count(), "2");
   p.release();
   EXPECT_FALSE(p.owns());
   EXPECT_EQ(this->held(), 0);
@@ -128,14 +133,12 @@ TYPED_TEST(SemaphoreTest, EveryKeySharesTheSlotOfTheNameAndExpires) {
   auto p = holder.acquire();
   EXPECT_FALSE(waiter.try_acquire_for(1ms));  // registers, then leaves
   const auto& k = this->keys;
-  for (const std::string* key : {&k.count, &k.waiting, &k.wake}) {
-    EXPECT_EQ(redkit::hash_slot(*key), redkit::hash_slot(k.holders)) << *key;
+  for (const std::string* key : {&k.waiting, &k.wake}) {
+    EXPECT_EQ(redkit::hash_slot(*key), redkit::hash_slot(k.permits)) << *key;
   }
-  const long long holders_ttl = this->pttl(k.holders);
-  EXPECT_GT(holders_ttl, 3600000);  // the longest permit (5 s) + 1 hour
-  EXPECT_LE(holders_ttl, 3605000);
-  EXPECT_GT(this->pttl(k.count), 3600000);
-  EXPECT_LE(this->pttl(k.count), 3605000);
+  const long long permits_ttl = this->pttl(k.permits);
+  EXPECT_GT(permits_ttl, 3500000);  // the longest permit (5 s) + 1 hour, refreshed when half of that hour is gone
+  EXPECT_LE(permits_ttl, 3605000);
   EXPECT_EQ(this->client.command(Command{"EXISTS"}.key(k.waiting)).integer(), 0);  // the waiter left
   std::atomic<bool> got{false};
   std::thread t([&] { got = waiter.try_acquire_for(10s).has_value(); });
@@ -167,7 +170,7 @@ TYPED_TEST(SemaphoreTest, ThreadsSharingOneObjectNeverHaveMoreThanPermitsInside)
         int seen = peak.load();
         while (n > seen && !peak.compare_exchange_weak(seen, n)) {
         }
-        this->client.command(Command{"PING"}.route(this->keys.holders));  // time inside
+        this->client.command(Command{"PING"}.route(this->keys.permits));  // time inside
         --inside;
         ++done;
       }
@@ -191,14 +194,13 @@ TYPED_TEST(SemaphoreTest, AConstructorWithAnotherCountForAnExistingNameIsAConfig
   typename TestFixture::Semaphore again(this->other, this->name, 3);  // the same count is fine
   EXPECT_EQ(again.permits(), 3);
   // A count that changed under a live object (deleted, set by hand) stops its acquires.
-  this->client.command(Command{"SET"}.key(this->keys.count).arg("5"));
-  EXPECT_THROW(three.try_acquire(), redkit::ConfigError);
-  this->client.command(Command{"SET"}.key(this->keys.count).arg("lots"));
+  this->client.command(Command{"ZADD"}.key(this->keys.permits).arg("5").arg("#count"));
   EXPECT_THROW(three.try_acquire(), redkit::ConfigError);
   EXPECT_THROW(typename TestFixture::Semaphore(this->other, this->name, 3), redkit::ConfigError);
-  this->client.command(Command{"DEL"}.key(this->keys.count));
+  EXPECT_EQ(this->held(), 0);  // nothing was taken
+  this->client.command(Command{"ZREM"}.key(this->keys.permits).arg("#count"));
   EXPECT_TRUE(three.try_acquire());
-  EXPECT_EQ(this->client.command(Command{"GET"}.key(this->keys.count)).string(), "3");
+  EXPECT_EQ(this->count(), "3");
 }
 
 TYPED_TEST(SemaphoreTest, AReleaseWakesABlockedWaiterByNotification) {
@@ -303,7 +305,7 @@ TYPED_TEST(SemaphoreTest, AutoRenewKeepsA300msPermitForFourTimesItsTtl) {
   EXPECT_TRUE(p.owns());
   EXPECT_EQ(lost.load(), 0);
   const long long score =
-      std::stoll(std::string(this->client.command(Command{"ZSCORE"}.key(this->keys.holders).arg(p.id())).string()));
+      std::stoll(std::string(this->client.command(Command{"ZSCORE"}.key(this->keys.permits).arg(p.id())).string()));
   EXPECT_GT(score, 0);
 }
 
@@ -318,7 +320,7 @@ TYPED_TEST(SemaphoreTest, OnLostFiresWhenThePermitIsDeletedExternally) {
   };
   typename TestFixture::Semaphore sem(this->client, this->name, 2, o);
   auto p = sem.acquire();
-  this->client.command(Command{"DEL"}.key(this->keys.holders));
+  this->client.command(Command{"DEL"}.key(this->keys.permits));
   ASSERT_TRUE(wait_until([&] { return lost.load() == 1; }, 3s));
   EXPECT_FALSE(p.owns());
   EXPECT_EQ(lost_name, this->name);
@@ -395,7 +397,7 @@ TYPED_TEST(SemaphoreTest, AnUncontendedAcquireAndReleaseCostTheServerTenCalls) {
   for (int i = 0; i < kPairs; ++i) sem.acquire().release();
   const long long calls = this->server_commands() - before - 1;
   this->RecordProperty("server_calls_per_pair", std::to_string(static_cast<double>(calls) / kPairs));
-  // EVALSHA + GET, TIME, ZREMRANGEBYSCORE, ZCARD, ZADD, PTTL; EVALSHA +
+  // EVALSHA + ZSCORE, TIME, ZREMRANGEBYSCORE, ZCARD, ZADD, PTTL; EVALSHA +
   // ZREM, RPOPLPUSH. Sentinels and replicas add a few.
   EXPECT_GE(calls, 10 * kPairs);
   EXPECT_LE(calls, 10 * kPairs + 10) << calls << " calls for " << kPairs << " pairs";
@@ -432,13 +434,12 @@ TYPED_TEST(SemaphoreTest, PermitsMoveAndAreReleasedByTheirLastOwner) {
 
 TEST(Semaphore, KeysShareTheSlotOfTheNameAndAreApartFromALocksSideKeys) {
   auto plain = redkit::detail::semaphore_keys("jobs");
-  EXPECT_EQ(plain.holders, "{jobs}:sem:holders");
-  EXPECT_EQ(plain.count, "{jobs}:sem:count");
+  EXPECT_EQ(plain.permits, "{jobs}:sem:permits");
   EXPECT_EQ(plain.waiting, "{jobs}:sem:waiting");
   EXPECT_EQ(plain.wake, "{jobs}:sem:wake");
   EXPECT_NE(plain.waiting, redkit::detail::lock_keys("jobs").waiting);
   auto tagged = redkit::detail::semaphore_keys("{user:7}.uploads");
-  EXPECT_EQ(tagged.holders, "{user:7}.uploads:sem:holders");
+  EXPECT_EQ(tagged.permits, "{user:7}.uploads:sem:permits");
   EXPECT_THROW(redkit::detail::semaphore_keys(""), redkit::ConfigError);
   EXPECT_THROW(redkit::detail::semaphore_keys("a}b"), redkit::ConfigError);
 }
@@ -473,7 +474,7 @@ TEST(Semaphore, BadCountsAndOptionsOutOfRangeAreRejectedAtConstruction) {
     EXPECT_NE(std::string(e.what()).find("permits"), std::string::npos) << e.what();
   }
   // Nothing was stored by the rejected ones.
-  EXPECT_EQ(client.command(Command{"EXISTS"}.key(redkit::detail::semaphore_keys(name).count)).integer(), 0);
+  EXPECT_EQ(client.command(Command{"EXISTS"}.key(redkit::detail::semaphore_keys(name).permits)).integer(), 0);
   // The edges are accepted, and work.
   SemaphoreOptions edge;
   edge.ttl = redkit::detail::kMaxLockTtl;
@@ -489,7 +490,7 @@ TEST(Semaphore, AKeyOfTheWrongTypeIsAReplyErrorNotACrash) {
   redkit::Redis client(redkit::test::shared_server().uri());
   const std::string name = unique_prefix() + "sem";
   RedisSemaphore<> sem(client, name, 2);
-  client.command(Command{"SET"}.key(redkit::detail::semaphore_keys(name).holders).arg("not a set"));
+  client.command(Command{"SET"}.key(redkit::detail::semaphore_keys(name).permits).arg("not a set"));
   EXPECT_THROW(sem.try_acquire(), redkit::ReplyError);
   EXPECT_THROW(sem.available(), redkit::ReplyError);
 }
@@ -560,7 +561,7 @@ TEST(Semaphore, FourProcessesTimesFourThreadsWithThreePermitsNeverHaveMoreThanTh
   RecordProperty("peak_inside", std::to_string(seen));
   EXPECT_LE(seen, 3);
   EXPECT_GE(seen, 2);  // the permits were really shared out
-  EXPECT_EQ(server.cli("ZCARD", redkit::detail::semaphore_keys(name).holders), "0");
+  EXPECT_EQ(server.cli("ZCOUNT", redkit::detail::semaphore_keys(name).permits, "(1000000000", "+inf"), "0");
 }
 
 TEST(Semaphore, AHolderKilledWithSigkillGivesItsPermitBackAfterItsTtl) {
@@ -569,7 +570,7 @@ TEST(Semaphore, AHolderKilledWithSigkillGivesItsPermitBackAfterItsTtl) {
   const std::string name = unique_prefix() + "sem";
   const auto keys = redkit::detail::semaphore_keys(name);
   ChildProcess holder(redkit::test::helper_path("semaphore_worker"), {"hold", server.uri(), name, "1", "800"});
-  ASSERT_TRUE(wait_until([&] { return server.cli("ZCARD", keys.holders) == "1"; }, 10s));
+  ASSERT_TRUE(wait_until([&] { return server.cli("ZCOUNT", keys.permits, "(1000000000", "+inf") == "1"; }, 10s));
   holder.kill(SIGKILL);
   holder.wait(5s);
   RedisSemaphore<> waiter(client, name, 1, slow_fallback());
@@ -578,5 +579,5 @@ TEST(Semaphore, AHolderKilledWithSigkillGivesItsPermitBackAfterItsTtl) {
   auto p = waiter.try_acquire_for(5s);
   EXPECT_TRUE(p);
   EXPECT_LT(ms_since(t0), 1300);  // its TTL, not the 10 s fallback
-  EXPECT_EQ(server.cli("ZCARD", keys.holders), "1");
+  EXPECT_EQ(server.cli("ZCOUNT", keys.permits, "(1000000000", "+inf"), "1");
 }

@@ -26,13 +26,15 @@
 /// and its destructor never throw.
 ///
 /// Key layout (all in the hash slot of the name, each with a TTL):
-/// `{name}:sem:holders`, a sorted set of the permit ids held with their
-/// expiry on the server's clock in ms as score; `{name}:sem:count`, the
-/// count; both live as long as the longest permit plus 1 hour, refreshed
+/// `{name}:sem:permits`, a sorted set holding one member per permit held
+/// (its id, scored with its expiry on the server's clock in ms) and the
+/// member `#count` scored with the count, so the count lives and expires
+/// with the permits: as long as the longest permit plus 1 hour, refreshed
 /// by acquires and renewals. `{name}:sem:waiting` (one element per process
 /// waiting in Redis; 60 s after the last registration) and `{name}:sem:wake`
 /// (wake-ups a release moves there; 2 s). When the name already has a hash
-/// tag the keys are `name:sem:holders` and so on.
+/// tag the keys are `name:sem:permits` and so on. The `sem:` infix keeps
+/// them apart from a RedisLock of the same name.
 #pragma once
 
 #include <chrono>
@@ -80,7 +82,7 @@ class RedisSemaphore {
  public:
   /// A semaphore of `permits` permits named name on client's server(s).
   /// Stores the count with the semaphore if it has none, else checks it
-  /// (one EVALSHA: GET, and SET with a TTL when missing).
+  /// (one EVALSHA: ZSCORE, and ZADD with a TTL when missing).
   /// @throws ConfigError for options out of range, permits outside 1 to
   /// 10^9, an empty name or one with a '}' outside a hash tag, or a
   /// semaphore of this name that exists with another count; IoError,

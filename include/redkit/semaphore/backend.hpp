@@ -75,7 +75,7 @@ class SemaphoreBackend final : public PermitOwner {
   /// @throws ConfigError when it exists with another count, IoError,
   /// ReplyError.
   void check_count() {
-    const long long stored = client_->eval(semaphore_init_script(), {std::string_view(keys_.count)},
+    const long long stored = client_->eval(semaphore_init_script(), {std::string_view(keys_.permits)},
                                            {std::string_view(permits_text_), idle_ttl_text()})
                                  .integer();
     if (stored != 0) mismatch(stored);
@@ -109,7 +109,7 @@ class SemaphoreBackend final : public PermitOwner {
   void release(const std::string& id) noexcept {
     try {
       client_->eval(semaphore_release_script(),
-                    {std::string_view(keys_.holders), std::string_view(keys_.waiting), std::string_view(keys_.wake)},
+                    {std::string_view(keys_.permits), std::string_view(keys_.waiting), std::string_view(keys_.wake)},
                     {std::string_view(id), wake_ttl_text()});
     } catch (...) {
     }
@@ -123,7 +123,7 @@ class SemaphoreBackend final : public PermitOwner {
 
   /// Free permits now (EVALSHA: TIME, ZCOUNT). @throws IoError, ReplyError.
   std::int64_t available() {
-    return client_->eval(semaphore_available_script(), {std::string_view(keys_.holders)},
+    return client_->eval(semaphore_available_script(), {std::string_view(keys_.permits)},
                          {std::string_view(permits_text_)})
         .integer();
   }
@@ -136,9 +136,9 @@ class SemaphoreBackend final : public PermitOwner {
   void start_renewal(const std::shared_ptr<Hold<SemaphoreBackend>>& h) {
     auto renewer = client_->template process_local<Renewer<Client>>();
     if constexpr (Client::shards_keys) {
-      h->route.node = client_->node_name(keys_.holders);
+      h->route.node = client_->node_name(keys_.permits);
     } else {
-      h->route.node = renewer->single_node([&] { return client_->node_name(keys_.holders); });
+      h->route.node = renewer->single_node([&] { return client_->node_name(keys_.permits); });
     }
     h->route.renewer = renewer.get();
     h->set_due(LockClock::now() + HoldState::renew_period(h->ttl));
@@ -153,8 +153,8 @@ class SemaphoreBackend final : public PermitOwner {
   void post_renewal(const std::shared_ptr<Hold<SemaphoreBackend>>& h, milliseconds ttl) noexcept {
     try {
       const std::string ttl_text = std::to_string(ttl.count());
-      const std::initializer_list<std::string_view> keys = {keys_.holders, keys_.count};
-      const std::initializer_list<std::string_view> args = {h->token, ttl_text, permits_text_, idle_ttl_text()};
+      const std::initializer_list<std::string_view> keys = {keys_.permits};
+      const std::initializer_list<std::string_view> args = {h->token, ttl_text, idle_ttl_text()};
       typename Renewer<Client>::Job job;
       job.client = client_;
       job.by_sha = semaphore_renew_script().command(keys, args, true);
@@ -240,10 +240,6 @@ class SemaphoreBackend final : public PermitOwner {
   }
 
   [[noreturn]] void mismatch(long long stored) const {
-    if (stored < 0) {
-      throw ConfigError("redkit: semaphore '" + name_ + "' has a permit count at " + keys_.count +
-                        " that is not a number");
-    }
     throw ConfigError("redkit: semaphore '" + name_ + "' exists with " + std::to_string(stored) +
                       " permits, not " + permits_text_ + " (the count of an existing semaphore is not changed)");
   }
@@ -255,7 +251,7 @@ class SemaphoreBackend final : public PermitOwner {
     const auto sent = LockClock::now();
     Reply r = client_->eval(
         semaphore_acquire_script(),
-        {std::string_view(keys_.holders), std::string_view(keys_.count), std::string_view(keys_.waiting)},
+        {std::string_view(keys_.permits), std::string_view(keys_.waiting)},
         {std::string_view(id), std::string_view(ttl_text), std::string_view(permits_text_), mode,
          waiting_ttl_text(), idle_ttl_text()});
     if (!r.is_array() || r.size() != 2 || !r[0].is_integer() || !r[1].is_integer()) {

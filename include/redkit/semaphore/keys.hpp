@@ -13,17 +13,22 @@ namespace redkit::detail {
 /// name already has a hash tag. The `sem:` infix keeps them apart from the
 /// side keys of a RedisLock of the same name.
 struct SemaphoreKeys {
-  std::string holders;  ///< sorted set: member = permit id, score = its expiry (server ms)
-  std::string count;    ///< the permit count the semaphore was made with
+  /// Sorted set: one member per permit held (its id, scored with its expiry
+  /// in server-clock ms) and the member kCountMember scored with the count.
+  std::string permits;
   std::string waiting;  ///< list: one element per process waiting in Redis
   std::string wake;     ///< list: wake-ups a release moves there from `waiting`
 };
 
+/// The member of SemaphoreKeys::permits that stores the count (no permit id
+/// has a '#').
+inline constexpr const char kCountMember[] = "#count";
+
 /// @throws ConfigError for an empty name, or one with a '}' outside a hash tag.
 inline SemaphoreKeys semaphore_keys(const std::string& name) {
   const bool tagged = side_keys_tagged(name, "semaphore");
-  return {side_key(name, tagged, ":sem:holders"), side_key(name, tagged, ":sem:count"),
-          side_key(name, tagged, ":sem:waiting"), side_key(name, tagged, ":sem:wake")};
+  return {side_key(name, tagged, ":sem:permits"), side_key(name, tagged, ":sem:waiting"),
+          side_key(name, tagged, ":sem:wake")};
 }
 
 }  // namespace redkit::detail
