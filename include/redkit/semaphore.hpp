@@ -97,6 +97,7 @@ class RedisSemaphore {
     (void)live_local();
   }
 
+  /// Takes over other's name and options; other is left moved-from.
   RedisSemaphore(RedisSemaphore&&) noexcept = default;
   /// Takes over other's name and options; permits taken through this
   /// object are not affected (they are released by their own handles).

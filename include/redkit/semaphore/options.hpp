@@ -44,6 +44,7 @@ struct SemaphoreOptions {
   /// crashed and its permit expired, or a woken waiter crashed): a
   /// release() wakes one waiting process at once.
   std::chrono::milliseconds retry_min{500};
+  /// Longest fallback wait (see retry_min); not below retry_min.
   std::chrono::milliseconds retry_max{2000};
 };
 

@@ -38,6 +38,7 @@ class SemaphorePermit {
  public:
   /// A permit that holds nothing (as a moved-from one).
   SemaphorePermit() noexcept = default;
+  /// Takes over o's permit; o is left holding nothing.
   SemaphorePermit(SemaphorePermit&& o) noexcept
       : owner_(std::move(o.owner_)), hold_(std::move(o.hold_)), generation_(o.generation_) {}
   /// Releases the permit this one holds, then takes over o's.
