@@ -7,6 +7,7 @@
 /// run while the permit's renewal runs in the background.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
