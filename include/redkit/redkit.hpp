@@ -18,6 +18,7 @@
 #include "redkit/redlock.hpp"
 #include "redkit/reply.hpp"
 #include "redkit/script.hpp"
+#include "redkit/semaphore.hpp"
 #include "redkit/serializer.hpp"
 #include "redkit/slot.hpp"
 #include "redkit/version.hpp"

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "redkit/detail/name_registry.hpp"
 #include "redkit/detail/renewer.hpp"
 #include "redkit/lock/keys.hpp"
 #include "redkit/lock/options.hpp"
@@ -228,44 +229,8 @@ class LocalName {
 };
 
 /// The LocalNames of one client in this process, by name (its
-/// process_local). A name no lock object uses any more is kept until the
-/// next sweep, so that a fresh lock object per hold (a common pattern) finds
-/// its name's state instead of making it again; a sweep, when the table
-/// has doubled since the last one, drops the unused.
+/// process_local; see detail/name_registry.hpp).
 template <class Backend>
-class LockRegistry {
- public:
-  std::shared_ptr<LocalName<Backend>> get(const std::string& name, const LockKeys& keys) {
-    std::vector<std::shared_ptr<LocalName<Backend>>> unused;  // destroyed outside the lock
-    std::lock_guard<std::mutex> lk(m_);
-    auto it = names_.find(name);
-    if (it != names_.end()) return it->second;
-    // Swept before the new state is in the table: a sweep drops what only
-    // the table holds, which a new state is until it is returned.
-    if (names_.size() + 1 >= sweep_at_) sweep(unused);
-    auto made = std::make_shared<LocalName<Backend>>(keys);
-    names_.emplace(name, made);
-    return made;
-  }
-
- private:
-  // Caller holds m_. Moves the states only the table holds into unused.
-  void sweep(std::vector<std::shared_ptr<LocalName<Backend>>>& unused) {
-    for (auto it = names_.begin(); it != names_.end();) {
-      if (it->second.use_count() == 1) {
-        unused.push_back(std::move(it->second));
-        it = names_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    sweep_at_ = std::max<std::size_t>(kMinSweep, 2 * names_.size());
-  }
-
-  static constexpr std::size_t kMinSweep = 64;
-  std::mutex m_;
-  std::unordered_map<std::string, std::shared_ptr<LocalName<Backend>>> names_;
-  std::size_t sweep_at_ = kMinSweep;
-};
+using LockRegistry = NameRegistry<LocalName<Backend>>;
 
 }  // namespace redkit::detail

@@ -19,27 +19,39 @@ struct LockKeys {
   std::string wake;     ///< list: wake-ups a release moves there from `waiting` (expires)
 };
 
+/// True if name has a hash tag (its side keys are then `name:suffix`),
+/// false if they must be `{name}:suffix`. kind ("lock", "semaphore") names
+/// the object in errors. @throws ConfigError for an empty name, or one with
+/// a '}' outside a hash tag (`{name}` would then hash a prefix of it).
+inline bool side_keys_tagged(const std::string& name, const char* kind) {
+  if (name.empty()) throw ConfigError(std::string("redkit: empty ") + kind + " name");
+  const bool tagged = has_hash_tag(name);
+  if (!tagged && name.find('}') != std::string::npos) {
+    throw ConfigError(std::string("redkit: ") + kind + " name '" + name +
+                      "' has a '}' outside a hash tag, so no side key can share its slot; "
+                      "give it a hash tag such as {" + "tag}");
+  }
+  return tagged;
+}
+
+/// The side key `{name}suffix` (or `namesuffix` when tagged), in name's slot.
+inline std::string side_key(const std::string& name, bool tagged, std::string_view suffix) {
+  std::string k;
+  k.reserve(name.size() + suffix.size() + 2);
+  if (!tagged) k += '{';
+  k += name;
+  if (!tagged) k += '}';
+  k += suffix;
+  return k;
+}
+
 /// Side keys in the slot of name: `{name}:suffix`, or `name:suffix` when name
 /// already has a hash tag. @throws ConfigError for an empty name, or one with
 /// a '}' outside a hash tag (`{name}` would then hash a prefix of it).
 inline LockKeys lock_keys(const std::string& name) {
-  if (name.empty()) throw ConfigError("redkit: empty lock name");
-  const bool tagged = has_hash_tag(name);
-  if (!tagged && name.find('}') != std::string::npos) {
-    throw ConfigError("redkit: lock name '" + name +
-                      "' has a '}' outside a hash tag, so no side key can share its slot; "
-                      "give it a hash tag such as {" + "tag}");
-  }
-  auto side = [&](std::string_view suffix) {
-    std::string k;
-    k.reserve(name.size() + suffix.size() + 2);
-    if (!tagged) k += '{';
-    k += name;
-    if (!tagged) k += '}';
-    k += suffix;
-    return k;
-  };
-  return {name, side(":fence"), side(":waiting"), side(":wake")};
+  const bool tagged = side_keys_tagged(name, "lock");
+  return {name, side_key(name, tagged, ":fence"), side_key(name, tagged, ":waiting"),
+          side_key(name, tagged, ":wake")};
 }
 
 }  // namespace redkit::detail
