@@ -2,7 +2,8 @@
 // single Redis, sentinel-mode Redis and Cluster: hits from memory,
 // invalidation by other clients' writes, read-your-writes in the process,
 // FLUSHALL, a killed invalidation connection, TTL and max_age bounds,
-// memory bounds and CLOCK eviction, get_or_set and XFetch through it, fork.
+// memory bounds and CLOCK eviction, get_or_set and XFetch through it, fork,
+// and a sentinel master killed (tracking moves to the promoted replica).
 // The store's read/invalidation race is pinned without a server (it is a
 // data structure), the whole under load by near_checker_test.cpp.
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <memory>
 #include <random>
 #include <string>
@@ -21,6 +23,7 @@
 
 #include "support/clients.hpp"
 #include "support/fork.hpp"
+#include "support/sentinel.hpp"
 #include "support/server.hpp"
 
 using namespace std::chrono_literals;
@@ -377,6 +380,93 @@ TYPED_TEST(NearCacheTest, NearCacheOptionsAreChecked) {
   CacheOptions off;
   off.near_cache.max_bytes = 0;  // not checked when the near cache is off
   EXPECT_NO_THROW((typename TestFixture::template Cache<int>(this->client, this->prefix, off)));
+}
+
+// ---- sentinel: the master dies -----------------------------------------------
+
+// The tracker's connection to a killed master closes; the sentinels promote
+// the replica. The copies must be gone before the next read, and tracking
+// must come back on the new master: its writes reach the near cache as
+// invalidations. A set of its own: killing the shared set's master would
+// change the ground under the other sentinel cases.
+TEST(NearCacheSentinel, AfterTheMasterDiesTheTrackerMovesToTheNewMasterAndItsInvalidationsArrive) {
+  redkit::test::SentinelSet set;
+  set.wait_ready_for_failover();
+  RedisServer& old_master = set.current_master();
+  RedisServer& replica = set.current_replica();
+  const std::string prefix = unique_prefix() + "near:";
+  redkit::Redis client(set.uri());
+  RedisCache<std::string, redkit::Serializer<std::string>, redkit::Redis> cache(client, prefix, near_options());
+
+  ASSERT_EQ(old_master.cli("SET", prefix + "k", "v1"), "OK");
+  ASSERT_EQ(old_master.cli("WAIT", "1", "5000"), "1") << "the replica does not have k";
+  ASSERT_EQ(cache.get("k"), "v1");  // from Redis, kept
+  {
+    const auto sent = client.stats().commands_sent;
+    const auto hits = cache.stats().near_hits;
+    ASSERT_EQ(cache.get("k"), "v1");
+    ASSERT_EQ(cache.stats().near_hits, hits + 1);
+    ASSERT_EQ(client.stats().commands_sent, sent) << "a near hit sent a command";
+  }
+  ASSERT_EQ(tracking_connections(old_master).size(), 1u);
+  const auto flushes = cache.stats().near_flushes;
+  const auto failovers = client.stats().failovers;
+
+  old_master.kill();  // SIGKILL: no goodbye, the sentinels must notice and promote
+
+  // The invalidation connection closed: every copy dropped at once, before
+  // any read after the loss.
+  EXPECT_TRUE(wait_until([&] { return cache.stats().near_flushes > flushes; }, 5s));
+  EXPECT_EQ(cache.stats().near_entries, 0u);
+  const auto hits_at_loss = cache.stats().near_hits;
+
+  // Reads fail until the sentinels name the replica; then they go to it.
+  std::optional<std::string> first;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        try {
+          first = cache.get("k");
+          return true;
+        } catch (const redkit::Error&) {
+          return false;
+        }
+      },
+      30s, 20ms))
+      << "no read succeeded within 30 s of the kill";
+  EXPECT_EQ(first, "v1");
+  EXPECT_EQ(cache.stats().near_hits, hits_at_loss) << "a copy from before the loss was served";
+  ASSERT_EQ(&set.current_master(), &replica) << "the sentinels did not promote the replica";
+  EXPECT_GT(client.stats().failovers, failovers);
+
+  // Caching resumes only once tracking is confirmed, on the new master.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto hits = cache.stats().near_hits;
+        return cache.get("k") == "v1" && cache.stats().near_hits > hits;
+      },
+      10s))
+      << "no near hit within 10 s of the failover: tracking did not come back";
+  EXPECT_EQ(tracking_connections(replica).size(), 1u) << "no invalidation connection on the new master";
+
+  // A write on the new master by a plain client reaches the copy as an
+  // invalidation.
+  const auto invalidations = cache.stats().near_invalidations;
+  redkit::Redis plain(replica.uri());
+  plain.command(Command{"SET"}.key(prefix + "k").arg("v2"));
+  const auto acked = Clock::now();
+  EXPECT_TRUE(wait_until([&] { return cache.get("k") == "v2"; }, 2s))
+      << "the write on the new master never reached the near cache";
+  EXPECT_LT(Clock::now() - acked, 2s);
+  EXPECT_GT(cache.stats().near_invalidations, invalidations);
+
+  // ... and the new value is served from memory again.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        const auto hits = cache.stats().near_hits;
+        const auto sent = client.stats().commands_sent;
+        return cache.get("k") == "v2" && cache.stats().near_hits > hits && client.stats().commands_sent == sent;
+      },
+      5s));
 }
 
 // ---- the store alone: the read/invalidation race ---------------------------
