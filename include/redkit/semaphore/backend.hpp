@@ -26,6 +26,7 @@
 #include "redkit/error.hpp"
 #include "redkit/lock/hold.hpp"
 #include "redkit/lock/scripts.hpp"
+#include "redkit/lock/waiting.hpp"
 #include "redkit/reply.hpp"
 #include "redkit/semaphore/keys.hpp"
 #include "redkit/semaphore/options.hpp"
@@ -208,21 +209,7 @@ class SemaphoreBackend final : public PermitOwner {
   /// without being woken; the lock's leave script when it gives up) and its
   /// wait connection given back.
   void end_wait(WaitState& ws, bool keep, bool acquired) noexcept {
-    if (keep) return;
-    if (ws.registered) {
-      try {
-        if (acquired) {
-          client_->command(Command{"LPOP"}.key(keys_.waiting));
-        } else {
-          client_->eval(lock_leave_script(), {std::string_view(keys_.waiting), std::string_view(keys_.wake)}, {});
-        }
-      } catch (...) {
-        // The registration expires with the list (kWaitingTtl).
-      }
-      ws.registered = false;
-    }
-    ws.ensure = false;
-    ws.list.release();
+    end_wait_registration(*client_, ws, keys_.waiting, keys_.wake, keep, acquired);
   }
 
  private:
