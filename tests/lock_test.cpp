@@ -868,7 +868,11 @@ TYPED_TEST(LockTest, WaitersCostTheServerAlmostNothing) {
   // second). The sentinels and replicas add a few of their own, and in
   // sentinel mode each waiter's new wait connection is checked with ROLE
   // (one more per waiter: 80 to 83 in all, measured under ASan).
-  constexpr bool kSentinel = std::is_same_v<TypeParam, redkit::test::SentinelMaster>;
+  constexpr bool kSentinel = std::is_same_v<TypeParam, redkit::test::SentinelMaster>
+#ifdef REDKIT_TEST_TLS_KINDS
+                             || std::is_same_v<TypeParam, redkit::test::TlsSentinelMaster>
+#endif
+      ;
   const long long bound = 80 + (kSentinel ? kWaiters : 0);
   EXPECT_LT(commands, bound) << commands << " commands from " << kWaiters << " waiters in 1 s";
 }

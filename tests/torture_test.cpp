@@ -491,11 +491,19 @@ TEST(TortureProtocol, ALengthThatIsNotANumberIsAProtocolError) {
   }
 }
 
+// hiredis 0.14's reader stops at 7 levels of nesting (a ProtocolError);
+// 1.x grows its stack as needed, so there 9 levels are an ordinary reply
+// (its size is still bounded by the reader's element budget).
 TEST(TortureProtocol, ArraysNestedDeeperThanTheReaderAllowsAreAProtocolError) {
   std::string deep;
   for (int i = 0; i < 9; ++i) deep += "*1\r\n";
   Garbage g(deep + ":1\r\n");
+#if HIREDIS_MAJOR >= 1
+  redkit::Reply r = g.redis.command({"PING"});
+  EXPECT_EQ(r.size(), 1u);
+#else
   thrown<ProtocolError>([&] { g.redis.command({"PING"}); });
+#endif
 }
 
 TEST(TortureProtocol, AnIntegerWhereTheCacheExpectsAStringIsAProtocolError) {
