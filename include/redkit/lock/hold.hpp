@@ -11,10 +11,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -24,6 +26,7 @@
 #include "redkit/detail/renewer.hpp"
 #include "redkit/lock/keys.hpp"
 #include "redkit/lock/options.hpp"
+#include "redkit/script.hpp"
 
 namespace redkit::detail {
 
@@ -196,6 +199,35 @@ class Hold final : public HoldState {
     job_done();  // the one begin_renewal() counted for this call
   }
 };
+
+/// Scheduler thread: queues one renewal of h on its node's lane, the
+/// token-checked script on key with ARGV token, ttl ms, extra... (EVALSHA,
+/// its source after NOSCRIPT). The answer completes h, valid for ttl from
+/// when it was sent; a failure to queue it completes h as Failed. Shared by
+/// the lock and the semaphore on one server.
+template <class Backend, class Client>
+void post_script_renewal(const std::shared_ptr<Hold<Backend>>& h, const std::shared_ptr<Client>& client,
+                         const Script& script, std::string_view key, milliseconds ttl,
+                         std::initializer_list<std::string_view> extra = {}) noexcept {
+  try {
+    const std::string ttl_text = std::to_string(ttl.count());
+    std::vector<std::string_view> args{h->token, ttl_text};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const std::initializer_list<std::string_view> keys = {key};
+    typename Renewer<Client>::Job job;
+    job.client = client;
+    job.by_sha = script.command(keys, args, true);
+    job.by_source = script.command(keys, args, false);
+    job.done = [h, ttl](RenewOutcome outcome, LockClock::time_point sent) {
+      h->job_done();
+      h->completed(outcome, sent + ttl);
+    };
+    h->route.renewer->post(h->route.node, std::move(job));
+  } catch (...) {
+    h->job_done();
+    h->completed(RenewOutcome::Failed, LockClock::now());
+  }
+}
 
 /// This process's state of one lock name, for one client: shared by every
 /// lock object on the name (made through that client), so that its threads

@@ -139,23 +139,7 @@ class SingleLockBackend {
 
   /// Scheduler thread: queues h's renewal on its node's lane.
   void post_renewal(const std::shared_ptr<Hold<SingleLockBackend>>& h, milliseconds ttl) noexcept {
-    try {
-      const std::string ttl_text = std::to_string(ttl.count());
-      const std::initializer_list<std::string_view> keys = {keys_.key};
-      const std::initializer_list<std::string_view> args = {h->token, ttl_text};
-      typename Renewer<Client>::Job job;
-      job.client = client_;
-      job.by_sha = lock_extend_script().command(keys, args, true);
-      job.by_source = lock_extend_script().command(keys, args, false);
-      job.done = [h, ttl](RenewOutcome outcome, LockClock::time_point sent) {
-        h->job_done();
-        h->completed(outcome, sent + ttl);
-      };
-      h->route.renewer->post(h->route.node, std::move(job));
-    } catch (...) {
-      h->job_done();
-      h->completed(RenewOutcome::Failed, LockClock::now());
-    }
+    post_script_renewal(h, client_, lock_extend_script(), keys_.key, ttl);
   }
 
   // ---- waiting ----
@@ -183,24 +167,7 @@ class SingleLockBackend {
       ws.refreshed = now;
       holder_ttl = milliseconds(t);
     }
-    milliseconds wait = random_between(round.backoff / 2, round.backoff);
-    // Wake just after a holder's key expires (a crashed holder), with a
-    // little jitter so that waiters do not all retry at once.
-    if (holder_ttl.count() >= 0) wait = std::min(wait, holder_ttl + random_between(milliseconds(1), milliseconds(10)));
-    wait = std::min(wait, kWaitingTtl / 3);
-    const auto left = std::chrono::ceil<milliseconds>(deadline - LockClock::now());
-    switch (ws.list.wait(*client_, std::min(wait, left), left <= wait)) {
-      case WaitResult::Woken:
-        ws.registered = false;  // the release used our registration
-        round.backoff = o.retry_min;
-        break;
-      case WaitResult::TimedOut:
-        round.backoff = std::min(round.backoff * 2, o.retry_max);
-        break;
-      case WaitResult::LookAgain:
-        ws.ensure = true;
-        break;
-    }
+    (void)wait_fallback(*client_, ws, round.backoff, holder_ttl, deadline, o.retry_min, o.retry_max);
   }
 
   /// The acquiring thread stops: unless keep (another thread of this

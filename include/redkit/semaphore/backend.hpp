@@ -152,23 +152,7 @@ class SemaphoreBackend final : public PermitOwner {
 
   /// Scheduler thread: queues h's renewal on its node's lane.
   void post_renewal(const std::shared_ptr<Hold<SemaphoreBackend>>& h, milliseconds ttl) noexcept {
-    try {
-      const std::string ttl_text = std::to_string(ttl.count());
-      const std::initializer_list<std::string_view> keys = {keys_.permits};
-      const std::initializer_list<std::string_view> args = {h->token, ttl_text, idle_ttl_text()};
-      typename Renewer<Client>::Job job;
-      job.client = client_;
-      job.by_sha = semaphore_renew_script().command(keys, args, true);
-      job.by_source = semaphore_renew_script().command(keys, args, false);
-      job.done = [h, ttl](RenewOutcome outcome, LockClock::time_point sent) {
-        h->job_done();
-        h->completed(outcome, sent + ttl);
-      };
-      h->route.renewer->post(h->route.node, std::move(job));
-    } catch (...) {
-      h->job_done();
-      h->completed(RenewOutcome::Failed, LockClock::now());
-    }
+    post_script_renewal(h, client_, semaphore_renew_script(), keys_.permits, ttl, {idle_ttl_text()});
   }
 
   // ---- waiting ----
@@ -180,28 +164,7 @@ class SemaphoreBackend final : public PermitOwner {
   /// every attempt) and by the deadline.
   WaitResult wait_round(WaitState& ws, milliseconds& backoff, const PermitAttempt& last,
                         LockClock::time_point deadline, const SemaphoreOptions& o) {
-    milliseconds wait = random_between(backoff / 2, backoff);
-    // Wake just after a crashed holder's permit expires, with a little
-    // jitter so that waiters do not all try at once.
-    if (last.free_in.count() >= 0) {
-      wait = std::min(wait, last.free_in + random_between(milliseconds(1), milliseconds(10)));
-    }
-    wait = std::min(wait, kWaitingTtl / 3);
-    const auto left = std::chrono::ceil<milliseconds>(deadline - LockClock::now());
-    const WaitResult r = ws.list.wait(*client_, std::min(wait, left), left <= wait);
-    switch (r) {
-      case WaitResult::Woken:
-        ws.registered = false;  // the release used our registration
-        backoff = o.retry_min;
-        break;
-      case WaitResult::TimedOut:
-        backoff = std::min(backoff * 2, o.retry_max);
-        break;
-      case WaitResult::LookAgain:
-        ws.ensure = true;
-        break;
-    }
-    return r;
+    return wait_fallback(*client_, ws, backoff, last.free_in, deadline, o.retry_min, o.retry_max);
   }
 
   /// The waiting thread stops: unless keep (another thread of this process
