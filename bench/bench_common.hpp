@@ -16,12 +16,16 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "support/nodes.hpp"
 
 namespace redkit::bench {
 
@@ -39,6 +43,15 @@ inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/// A number from INFO text: `field:N` (stats, clients, cpu) or the calls of
+/// a commandstats line (`cmdstat_<command>:calls=N,...`); 0 when absent.
+/// The one INFO parser of the benchmarks (the test support's info_field).
+inline double info_number(std::string_view info, std::string_view field) {
+  std::string value = redkit::test::info_field(info, field);
+  if (value.rfind("calls=", 0) == 0) value.erase(0, 6);
+  return value.empty() ? 0 : std::atof(value.c_str());
 }
 
 struct Sample {

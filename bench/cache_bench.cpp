@@ -186,10 +186,7 @@ void pin_this_thread(int cpu) {
 
 // A number from an INFO section ("used_cpu_sys", "total_commands_processed").
 double info_number(redkit::Redis& redis, const char* section, const std::string& field) {
-  const redkit::Reply reply = redis.command(redkit::Command{"INFO"}.arg(section));
-  const std::string info(reply.string());
-  const auto at = info.find(field + ":");
-  return at == std::string::npos ? 0 : std::atof(info.c_str() + at + field.size() + 1);
+  return redkit::bench::info_number(redis.command(redkit::Command{"INFO"}.arg(section)).string_copy(), field);
 }
 
 struct NearSummary {

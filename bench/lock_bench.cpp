@@ -132,15 +132,13 @@ class Raw {
 
 long long info_number(Raw& raw, const char* section, const std::string& field) {
   RawReply r = raw.run({"INFO", section});
-  const std::string text(r->str, r->len);
-  const auto at = text.find(field);
-  return at == std::string::npos ? 0 : std::stoll(text.substr(at + field.size()));
+  return static_cast<long long>(redkit::bench::info_number(std::string_view(r->str, r->len), field));
 }
 
 // Every command the server processed, calls inside scripts included, not
 // counting the INFO that reads it.
-long long server_commands(Raw& raw) { return info_number(raw, "stats", "total_commands_processed:"); }
-long long info_calls(Raw& raw) { return info_number(raw, "commandstats", "cmdstat_info:calls="); }
+long long server_commands(Raw& raw) { return info_number(raw, "stats", "total_commands_processed"); }
+long long info_calls(Raw& raw) { return info_number(raw, "commandstats", "cmdstat_info"); }
 
 // What one would write by hand: SET NX PX, and a compare-and-delete script
 // (which also publishes, for the pub/sub waiter).
@@ -283,7 +281,7 @@ Handoff handoff_run(redkit::test::RedisServer& server, redkit::test::RedisServer
     if (mode == "redkit") {
       // The waiter is inside try_lock_for(): blocked in BLPOP on the wake list.
       const auto end = Clock::now() + 10s;
-      while (info_number(probe, "clients", "blocked_clients:") < 1) {
+      while (info_number(probe, "clients", "blocked_clients") < 1) {
         if (Clock::now() > end) throw std::runtime_error("parent: the waiter never blocked");
         std::this_thread::sleep_for(200us);
       }

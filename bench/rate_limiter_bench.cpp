@@ -66,15 +66,14 @@ std::string info(redisContext* c, const char* section) {
 }
 
 // commandstats "calls" of each counted command (0 before its first call),
-// and total_commands_processed, read with the test support's INFO parser.
+// and total_commands_processed (bench_common's info_number).
 std::map<std::string, long long> server_calls(redisContext* c) {
   std::map<std::string, long long> out;
   const std::string commandstats = info(c, "commandstats");
   for (const char* cmd : kCounted) {
-    const std::string stat = redkit::test::info_field(commandstats, std::string("cmdstat_") + cmd);  // calls=N,...
-    out[cmd] = stat.rfind("calls=", 0) == 0 ? std::stoll(stat.substr(6)) : 0;
+    out[cmd] = static_cast<long long>(redkit::bench::info_number(commandstats, std::string("cmdstat_") + cmd));
   }
-  out["(total)"] = std::stoll(redkit::test::info_field(info(c, "stats"), "total_commands_processed"));
+  out["(total)"] = static_cast<long long>(redkit::bench::info_number(info(c, "stats"), "total_commands_processed"));
   return out;
 }
 

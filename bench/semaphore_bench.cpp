@@ -70,9 +70,8 @@ struct RawSemaphore {
 };
 
 long long server_commands(redkit::Redis& client) {
-  const std::string text(client.command({"INFO", "stats"}).string_copy());
-  const auto at = text.find("total_commands_processed:");
-  return std::stoll(text.substr(at + 25));
+  return static_cast<long long>(
+      redkit::bench::info_number(client.command({"INFO", "stats"}).string_copy(), "total_commands_processed"));
 }
 
 struct Results {
@@ -117,8 +116,7 @@ std::vector<double> handoff_run(redkit::test::RedisServer& server, int rounds) {
   std::vector<double> us;
   redkit::Lease lease = client.lease();
   auto blocked = [&] {
-    const std::string text(client.command({"INFO", "clients"}).string_copy());
-    return std::stoll(text.substr(text.find("blocked_clients:") + 16));
+    return redkit::bench::info_number(client.command({"INFO", "clients"}).string_copy(), "blocked_clients");
   };
   for (int i = 0; i < rounds; ++i) {
     redkit::SemaphorePermit p = sem.acquire();  // after the child released its last one
