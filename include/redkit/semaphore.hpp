@@ -48,6 +48,7 @@
 #include <utility>
 
 #include "redkit/detail/fork.hpp"
+#include "redkit/detail/moved_from.hpp"
 #include "redkit/detail/name_registry.hpp"
 #include "redkit/detail/token.hpp"
 #include "redkit/error.hpp"
@@ -167,7 +168,7 @@ class RedisSemaphore {
   }
 
   void check_not_moved() const {
-    if (!backend_) throw Error("redkit: this RedisSemaphore was moved from");
+    detail::check_not_moved_from(backend_ != nullptr, "redkit::RedisSemaphore");
   }
 
   Backend& live_backend() {
