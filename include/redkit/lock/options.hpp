@@ -78,14 +78,22 @@ inline constexpr std::chrono::milliseconds kMaxLockWait = std::chrono::hours(1);
 /// Most replicas a WAIT may ask for.
 inline constexpr int kMaxWaitReplicas = 1000;
 
+/// @throws ConfigError "redkit: <type>::<what> of <v> ms is out of range
+/// (<range>)" unless lo <= v <= hi. The one range check of the lock's and
+/// the semaphore's time options.
+inline void check_option_range(const char* type, const char* what, std::chrono::milliseconds v,
+                               std::chrono::milliseconds lo, std::chrono::milliseconds hi, const char* range) {
+  if (v < lo || v > hi) {
+    throw ConfigError(std::string("redkit: ") + type + "::" + what + " of " + std::to_string(v.count()) +
+                      " ms is out of range (" + range + ")");
+  }
+}
+
 /// @throws ConfigError naming the first option out of range.
 inline void check_lock_options(const LockOptions& o) {
   using std::chrono::milliseconds;
   auto in = [](milliseconds v, milliseconds lo, milliseconds hi, const char* what, const char* range) {
-    if (v < lo || v > hi) {
-      throw ConfigError(std::string("redkit: LockOptions::") + what + " of " + std::to_string(v.count()) +
-                        " ms is out of range (" + range + ")");
-    }
+    check_option_range("LockOptions", what, v, lo, hi, range);
   };
   in(o.ttl, milliseconds(3), kMaxLockTtl, "ttl", "3 ms to 30 days");
   if (o.max_hold) in(*o.max_hold, milliseconds(1), kMaxLockTtl, "max_hold", "1 ms to 30 days");

@@ -62,10 +62,7 @@ inline void check_semaphore_options(std::int64_t permits, const SemaphoreOptions
                       " is out of range (1 to 1000000000)");
   }
   auto in = [](milliseconds v, milliseconds lo, milliseconds hi, const char* what, const char* range) {
-    if (v < lo || v > hi) {
-      throw ConfigError(std::string("redkit: SemaphoreOptions::") + what + " of " + std::to_string(v.count()) +
-                        " ms is out of range (" + range + ")");
-    }
+    check_option_range("SemaphoreOptions", what, v, lo, hi, range);
   };
   in(o.ttl, milliseconds(3), kMaxLockTtl, "ttl", "3 ms to 30 days");
   in(o.retry_min, milliseconds(1), kMaxLockWait, "retry_min", "1 ms to 1 hour");
