@@ -92,7 +92,6 @@ class RedisSemaphore {
       : backend_(make_backend(std::move(client), name, permits, options)),
         config_(std::make_shared<const detail::LockConfig>(
             detail::LockConfig{std::move(name), detail::permit_hold_options(options)})),
-        options_(std::move(options)),
         generation_(detail::fork_generation()) {
     backend_->check_count();
     (void)live_local();
@@ -192,9 +191,10 @@ class RedisSemaphore {
 
   std::optional<SemaphorePermit> acquire_until(LockClock::time_point deadline) {
     Backend& b = live_backend();
+    const LockOptions& o = config_->options;
     std::string id = detail::random_token();
     // The first attempt needs no turn: uncontended acquires never meet here.
-    detail::PermitAttempt a = b.attempt(id, options_.ttl, nullptr);
+    detail::PermitAttempt a = b.attempt(id, o.ttl, nullptr);
     if (a.acquired) return install(std::move(id), a);
     if (LockClock::now() >= deadline) return std::nullopt;
 
@@ -214,15 +214,15 @@ class RedisSemaphore {
       L.acquiring = true;
     }
     try {
-      std::chrono::milliseconds backoff = options_.retry_min;
+      std::chrono::milliseconds backoff = o.retry_min;
       for (;;) {
-        a = b.attempt(id, options_.ttl, &L.wait);
+        a = b.attempt(id, o.ttl, &L.wait);
         if (a.acquired) {
           leave(L, /*acquired=*/true);
           return install(std::move(id), a);
         }
         if (LockClock::now() >= deadline) break;
-        const auto r = b.wait_round(L.wait, backoff, a, deadline, options_);
+        const auto r = b.wait_round(L.wait, backoff, a, deadline, o);
         // A wake-up is taken even at the deadline: it was meant for this
         // process, and no other waiter would get it.
         if (r != detail::WaitResult::Woken && LockClock::now() >= deadline) break;
@@ -255,7 +255,7 @@ class RedisSemaphore {
                                                      a.valid_until, 0);
     h->backend = backend_;
     try {
-      if (options_.auto_renew) backend_->start_renewal(h);
+      if (config_->options.auto_renew) backend_->start_renewal(h);
     } catch (...) {
       h->end();
       backend_->stop_renewal(*h);
@@ -266,8 +266,7 @@ class RedisSemaphore {
   }
 
   std::shared_ptr<Backend> backend_;  // null: moved from
-  std::shared_ptr<const detail::LockConfig> config_;
-  SemaphoreOptions options_;
+  std::shared_ptr<const detail::LockConfig> config_;  // the name, and the options as the permits' holds read them
   std::shared_ptr<Local> local_;  // null only between a fork and the child's first use
   std::uint32_t generation_ = 0;  // fork generation of local_
 };

@@ -161,9 +161,10 @@ class SemaphoreBackend final : public PermitOwner {
   /// process): blocks on the wake list for a jittered backoff (doubling
   /// from retry_min to retry_max), capped by the time until the earliest
   /// permit expires, by kWaitingTtl / 3 (the registration is refreshed by
-  /// every attempt) and by the deadline.
+  /// every attempt) and by the deadline. o: the semaphore's options as its
+  /// holds keep them (permit_hold_options).
   WaitResult wait_round(WaitState& ws, milliseconds& backoff, const PermitAttempt& last,
-                        LockClock::time_point deadline, const SemaphoreOptions& o) {
+                        LockClock::time_point deadline, const LockOptions& o) {
     return wait_fallback(*client_, ws, backoff, last.free_in, deadline, o.retry_min, o.retry_max);
   }
 
