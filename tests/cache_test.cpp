@@ -38,6 +38,7 @@ using redkit::test::RedisServer;
 using redkit::test::ServerOptions;
 using redkit::test::unique_prefix;
 using redkit::test::wait_until;
+using redkit::test::ms_since;
 using Clock = std::chrono::steady_clock;
 
 // A user type with its own serializer: "x,y".
@@ -68,10 +69,6 @@ struct UpperCase {
 };
 
 namespace {
-
-long long ms_since(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
-}
 
 // The slot Redis Cluster gives key, written out from the spec (not from the
 // code under test).

@@ -47,31 +47,18 @@ using redkit::test::RedisServer;
 using redkit::test::ServerOptions;
 using redkit::test::unique_prefix;
 using redkit::test::wait_until;
+using redkit::test::info_number;
+using redkit::test::ms_since;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-long long ms_since(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
-}
-
-// One numeric field of INFO section, from the node that owns route.
-template <class Client>
-long long info_field(Client& client, const std::string& section, const std::string& field,
-                     const std::string& route) {
-  redkit::Reply r = client.command(Command{"INFO"}.arg(section).route(route));
-  const std::string text(r.string());
-  const auto at = text.find(field + ":");
-  if (at == std::string::npos) return -1;
-  return std::stoll(text.substr(at + field.size() + 1));
-}
 
 // Every command the node that owns route processed, calls inside scripts
 // included (INFO total_commands_processed), not counting the INFO that
 // reads it.
 template <class Client>
 long long server_commands(Client& client, const std::string& route) {
-  return info_field(client, "stats", "total_commands_processed", route);
+  return info_number(client, "stats", "total_commands_processed", route);
 }
 
 template <class Client>
@@ -296,7 +283,7 @@ class LockTest : public ::testing::Test {
   const std::string name = unique_prefix() + "lock";
 
   // Blocked waiters on the node that owns the lock name.
-  long long blocked() { return info_field(client, "clients", "blocked_clients", name); }
+  long long blocked() { return info_number(client, "clients", "blocked_clients", name); }
   Client make() { return Kind::make(); }
 };
 TYPED_TEST_SUITE(LockTest, redkit::test::ClientKinds, redkit::test::ClientKindNames);

@@ -33,6 +33,7 @@ using redkit::RateLimit;
 using redkit::RateLimitResult;
 using redkit::RedisRateLimiter;
 using redkit::test::unique_prefix;
+using redkit::test::ms_since;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -60,10 +61,6 @@ Tat parse_tat(const std::string& v) {
     t.den = std::stoll(m[3]);
   }
   return t;
-}
-
-long long ms_since(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
 }
 
 }  // namespace

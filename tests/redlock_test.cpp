@@ -20,13 +20,10 @@ using redkit::LockOptions;
 using redkit::RedisRedlock;
 using redkit::test::RedisServer;
 using redkit::test::wait_until;
+using redkit::test::ms_since;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-long long ms_since(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
-}
 
 LockOptions no_renew(std::chrono::milliseconds ttl) {
   LockOptions o;

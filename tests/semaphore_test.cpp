@@ -30,24 +30,11 @@ using redkit::test::ChildProcess;
 using redkit::test::RedisServer;
 using redkit::test::unique_prefix;
 using redkit::test::wait_until;
+using redkit::test::info_number;
+using redkit::test::ms_since;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-long long ms_since(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
-}
-
-// One numeric field of INFO section, from the node that owns route.
-template <class Client>
-long long info_field(Client& client, const std::string& section, const std::string& field,
-                     const std::string& route) {
-  redkit::Reply r = client.command(Command{"INFO"}.arg(section).route(route));
-  const std::string text(r.string());
-  const auto at = text.find(field + ":");
-  if (at == std::string::npos) return -1;
-  return std::stoll(text.substr(at + field.size() + 1));
-}
 
 SemaphoreOptions no_renew(std::chrono::milliseconds ttl) {
   SemaphoreOptions o;
@@ -79,8 +66,8 @@ class SemaphoreTest : public ::testing::Test {
   const std::string name = unique_prefix() + "sem";
   const redkit::detail::SemaphoreKeys keys = redkit::detail::semaphore_keys(name);
 
-  long long blocked() { return info_field(client, "clients", "blocked_clients", keys.wake); }
-  long long server_commands() { return info_field(client, "stats", "total_commands_processed", keys.permits); }
+  long long blocked() { return info_number(client, "clients", "blocked_clients", keys.wake); }
+  long long server_commands() { return info_number(client, "stats", "total_commands_processed", keys.permits); }
   // Permits held (members scored above any count), expired or not.
   long long held() { return client.command(Command{"ZCOUNT"}.key(keys.permits).arg("(1000000000").arg("+inf")).integer(); }
   std::string count() {

@@ -15,6 +15,7 @@
 #include <redkit/redis.hpp>
 
 #include "support/cluster.hpp"
+#include "support/nodes.hpp"
 #include "support/sentinel.hpp"
 #include "support/server.hpp"
 
@@ -25,6 +26,18 @@
 #endif
 
 namespace redkit::test {
+
+/// The number in `field` of INFO `section` (info_field) from the node that
+/// serves route, through client (Redis, Cluster); -1 when the field is
+/// absent. A commandstats field (`cmdstat_evalsha`) gives its calls.
+template <class Client>
+long long info_number(Client& client, const std::string& section, const std::string& field,
+                      const std::string& route) {
+  redkit::Reply r = client.command(redkit::Command{"INFO"}.arg(section).route(route));
+  std::string value = info_field(r.string(), field);
+  if (value.rfind("calls=", 0) == 0) value.erase(0, 6);
+  return value.empty() ? -1 : std::stoll(value);
+}
 
 struct SingleServer {
   using Client = redkit::Redis;

@@ -146,6 +146,11 @@ std::string unique_prefix();
 /// next to the test programs: "<directory of this program>/redkit_helper_<name>".
 std::string helper_path(const std::string& name);
 
+/// Milliseconds passed on the steady clock since t0.
+inline long long ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+}
+
 /// Calls pred every `step` until it returns true (true) or `deadline` has
 /// passed (false). pred is called at least once, and once more at the deadline.
 bool wait_until(std::function<bool()> pred, std::chrono::milliseconds deadline,
