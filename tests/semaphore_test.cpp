@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -68,6 +69,8 @@ class SemaphoreTest : public ::testing::Test {
 
   long long blocked() { return info_number(client, "clients", "blocked_clients", keys.wake); }
   long long server_commands() { return info_number(client, "stats", "total_commands_processed", keys.permits); }
+  // EVALSHA calls the node of the permits key served (INFO commandstats).
+  long long script_calls() { return std::max(0LL, info_number(client, "commandstats", "cmdstat_evalsha", keys.permits)); }
   // Permits held (members scored above any count), expired or not.
   long long held() { return client.command(Command{"ZCOUNT"}.key(keys.permits).arg("(1000000000").arg("+inf")).integer(); }
   std::string count() {
@@ -214,6 +217,22 @@ TYPED_TEST(SemaphoreTest, AReleaseWakesABlockedWaiterByNotification) {
   // (none: the release used it) and its own release (3); a few more from
   // sentinels and replicas. A poller would need far more.
   EXPECT_LE(commands, 25) << commands;
+}
+
+TYPED_TEST(SemaphoreTest, AWaiterRegistersInItsFirstAttemptWhenAllAreHeld) {
+  typename TestFixture::Semaphore holder(this->other, this->name, 1);
+  typename TestFixture::Semaphore waiter(this->client, this->name, 1, slow_fallback());
+  auto p = holder.acquire();
+  EXPECT_FALSE(waiter.try_acquire_for(1ms));  // the scripts are loaded
+  const long long before = this->script_calls();
+  EXPECT_FALSE(waiter.try_acquire_for(50ms));
+  const long long scripts = this->script_calls() - before;
+  this->RecordProperty("scripts_per_timed_out_wait", std::to_string(scripts));
+  // One acquire script, busy, that registered this process in the same
+  // call; then the wait on the wake list, and the leave script. No attempt
+  // that only finds all permits held.
+  EXPECT_EQ(scripts, 2);
+  EXPECT_EQ(this->client.command(Command{"EXISTS"}.key(this->keys.waiting)).integer(), 0);  // the waiter left
 }
 
 TYPED_TEST(SemaphoreTest, OneReleaseWakesOneWaitingProcess) {

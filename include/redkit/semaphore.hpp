@@ -193,13 +193,28 @@ class RedisSemaphore {
     Backend& b = live_backend();
     const LockOptions& o = config_->options;
     std::string id = detail::random_token();
-    // The first attempt needs no turn: uncontended acquires never meet here.
-    detail::PermitAttempt a = b.attempt(id, o.ttl, nullptr);
-    if (a.acquired) return install(std::move(id), a);
-    if (LockClock::now() >= deadline) return std::nullopt;
+    detail::PermitAttempt a;
+    if (LockClock::now() >= deadline) {  // one attempt, no waiting: no turn, no registration
+      a = b.attempt(id, o.ttl, nullptr);
+      if (a.acquired) return install(std::move(id), a);
+      return std::nullopt;
+    }
 
+    // When no other thread of this process waits for the name, the turn is
+    // taken at once, so that a busy answer to the first attempt already
+    // registers this process (no second round trip just to register);
+    // otherwise the first attempt is made without a turn, and without
+    // registering, before waiting for one.
     Local& L = live_local();
+    bool turn = false;
     {
+      std::lock_guard<std::mutex> lk(L.m);
+      if (!L.acquiring) L.acquiring = turn = true;
+    }
+    if (!turn) {
+      a = b.attempt(id, o.ttl, nullptr);
+      if (a.acquired) return install(std::move(id), a);
+      if (LockClock::now() >= deadline) return std::nullopt;
       std::unique_lock<std::mutex> lk(L.m);
       while (L.acquiring) {
         if (LockClock::now() >= deadline) return std::nullopt;
