@@ -85,11 +85,10 @@ class RedlockBackend {
   /// one, hands out a larger fence. A failed attempt releases every node.
   LockAttempt attempt(const std::string& token, milliseconds ttl, bool /*fenced: always*/) {
     const std::string ttl_text = std::to_string(ttl.count());
-    const std::string fence_ttl = std::to_string(kFenceTtl.count());
     const auto start = LockClock::now();
     auto replies = on_nodes(all_nodes(), [&](Client& c) -> std::optional<std::int64_t> {
       Reply r = c.eval(lock_acquire_fenced_script(), {std::string_view(keys_.key), std::string_view(keys_.fence)},
-                       {std::string_view(token), std::string_view(ttl_text), std::string_view(fence_ttl)});
+                       {std::string_view(token), std::string_view(ttl_text), fence_ttl_text()});
       const long long fence = r.integer();
       if (fence < 1) return std::nullopt;
       return fence;
@@ -107,7 +106,7 @@ class RedlockBackend {
       const std::string fence_text = std::to_string(fence);
       auto raised = on_nodes(granted, [&](Client& c) -> bool {
         c.eval(lock_fence_floor_script(), {std::string_view(keys_.fence)},
-               {std::string_view(fence_text), std::string_view(fence_ttl)});
+               {std::string_view(fence_text), fence_ttl_text()});
         return true;
       });
       const auto ok = static_cast<std::size_t>(std::count_if(
@@ -149,11 +148,10 @@ class RedlockBackend {
   /// Releases on every node in parallel. Never throws.
   void release(const std::string& token) noexcept {
     try {
-      const std::string wake_ttl = std::to_string(kWakeTtl.count());
       on_nodes(all_nodes(), [&](Client& c) -> bool {
         c.eval(lock_release_script(),
                {std::string_view(keys_.key), std::string_view(keys_.waiting), std::string_view(keys_.wake)},
-               {std::string_view(token), std::string_view(wake_ttl)});
+               {std::string_view(token), wake_ttl_text()});
         return true;
       });
     } catch (...) {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 
 #include "redkit/script.hpp"
 
@@ -21,6 +22,22 @@ inline constexpr std::chrono::milliseconds kFenceTtl = std::chrono::hours(1);
 inline constexpr std::chrono::milliseconds kWaitingTtl{60000};
 /// How long a wake-up waits in the `wake` list for a waiter to take it.
 inline constexpr std::chrono::milliseconds kWakeTtl{2000};
+
+/// kFenceTtl in ms, as the scripts take it (an ARGV).
+inline std::string_view fence_ttl_text() {
+  static const std::string s = std::to_string(kFenceTtl.count());
+  return s;
+}
+/// kWaitingTtl in ms, as the scripts take it (an ARGV).
+inline std::string_view waiting_ttl_text() {
+  static const std::string s = std::to_string(kWaitingTtl.count());
+  return s;
+}
+/// kWakeTtl in ms, as the scripts take it (an ARGV).
+inline std::string_view wake_ttl_text() {
+  static const std::string s = std::to_string(kWakeTtl.count());
+  return s;
+}
 
 // The Lua function the fence-issuing scripts share: the next fence from
 // the counter at key, whose TTL becomes ttl ms; a missing counter (INCR

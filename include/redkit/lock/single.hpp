@@ -85,7 +85,7 @@ class SingleLockBackend {
     try {
       client_->eval(lock_release_script(), {std::string_view(keys_.key), std::string_view(keys_.waiting),
                                             std::string_view(keys_.wake)},
-                    {std::string_view(token), std::string_view(wake_ttl_text())});
+                    {std::string_view(token), wake_ttl_text()});
     } catch (...) {
     }
   }
@@ -94,7 +94,7 @@ class SingleLockBackend {
   /// does not. @throws IoError, ReplyError.
   std::optional<std::int64_t> fence(const std::string& token) {
     Reply r = client_->eval(lock_fence_script(), {std::string_view(keys_.key), std::string_view(keys_.fence)},
-                            {std::string_view(token), std::string_view(fence_ttl_text())});
+                            {std::string_view(token), fence_ttl_text()});
     const long long f = r.integer();
     if (f < 1) return std::nullopt;
     return f;
@@ -159,7 +159,7 @@ class SingleLockBackend {
       const long long t = client_
                               ->eval(lock_register_script(),
                                      {std::string_view(keys_.key), std::string_view(keys_.waiting)},
-                                     {std::string_view(waiting_ttl_text()), std::string_view(mode)})
+                                     {waiting_ttl_text(), std::string_view(mode)})
                               .integer();
       if (t == -2) return;  // free now: attempt again at once
       ws.registered = true;
@@ -179,19 +179,6 @@ class SingleLockBackend {
   }
 
  private:
-  static const std::string& wake_ttl_text() {
-    static const std::string s = std::to_string(kWakeTtl.count());
-    return s;
-  }
-  static const std::string& fence_ttl_text() {
-    static const std::string s = std::to_string(kFenceTtl.count());
-    return s;
-  }
-  static const std::string& waiting_ttl_text() {
-    static const std::string s = std::to_string(kWaitingTtl.count());
-    return s;
-  }
-
   Command set_nx(const std::string& token, milliseconds ttl) const {
     Command c;
     c.reserve(6, keys_.key.size() + token.size() + 32);
@@ -223,7 +210,7 @@ class SingleLockBackend {
     const std::string ttl_text = std::to_string(ttl.count());
     Reply r = client_->eval(lock_acquire_fenced_script(),
                             {std::string_view(keys_.key), std::string_view(keys_.fence)},
-                            {std::string_view(token), std::string_view(ttl_text), std::string_view(fence_ttl_text())});
+                            {std::string_view(token), std::string_view(ttl_text), fence_ttl_text()});
     return scripted(r.integer(), sent, ttl, true);
   }
 

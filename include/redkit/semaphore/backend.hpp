@@ -177,14 +177,6 @@ class SemaphoreBackend final : public PermitOwner {
   }
 
  private:
-  static std::string_view wake_ttl_text() {
-    static const std::string s = std::to_string(kWakeTtl.count());
-    return s;
-  }
-  static std::string_view waiting_ttl_text() {
-    static const std::string s = std::to_string(kWaitingTtl.count());
-    return s;
-  }
   static std::string_view idle_ttl_text() {
     static const std::string s = std::to_string(kSemaphoreIdleTtl.count());
     return s;
