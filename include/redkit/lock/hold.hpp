@@ -200,6 +200,39 @@ class Hold final : public HoldState {
   }
 };
 
+/// Where a hold's renewals go when they are one script on the node that
+/// serves the key (the lock and the semaphore on one server): this
+/// process's Renewer of the client, and that node's lane.
+template <class Client>
+struct NodeRenewalRoute {
+  Renewer<Client>* renewer = nullptr;  // owned by the client's per-process state (the backend keeps the client)
+  std::string node;
+};
+
+/// Registers h with the client's Renewer of this process, first due at
+/// ttl/3, routed to the lane of the node that serves key (Backend's
+/// RenewalRoute is a NodeRenewalRoute). Shared by the lock and the
+/// semaphore on one server. @throws what finding the node throws.
+template <class Backend, class Client>
+void start_node_renewal(const std::shared_ptr<Hold<Backend>>& h, Client& client, const std::string& key) {
+  auto renewer = client.template process_local<Renewer<Client>>();
+  if constexpr (Client::shards_keys) {
+    h->route.node = client.node_name(key);
+  } else {
+    h->route.node = renewer->single_node([&] { return client.node_name(key); });
+  }
+  h->route.renewer = renewer.get();
+  h->set_due(LockClock::now() + HoldState::renew_period(h->ttl));
+  renewer->add(h, client.scheduler());
+}
+
+/// Takes h (a Hold<Backend> started by start_node_renewal) out of its
+/// Renewer, if it was put there. Never throws.
+template <class Backend>
+void stop_node_renewal(HoldState& h) noexcept {
+  if (auto* r = static_cast<Hold<Backend>&>(h).route.renewer) r->remove(h);
+}
+
 /// Scheduler thread: queues one renewal of h on its node's lane, the
 /// token-checked script on key with ARGV token, ttl ms, extra... (EVALSHA,
 /// its source after NOSCRIPT). The answer completes h, valid for ttl from

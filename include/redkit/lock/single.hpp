@@ -46,10 +46,7 @@ class SingleLockBackend {
 
   /// Where a hold's renewals go: this process's Renewer of the client, and
   /// the lane of the node that serves the key.
-  struct RenewalRoute {
-    Renewer<Client>* renewer = nullptr;  // owned by the client's per-process state, which client_ keeps
-    std::string node;
-  };
+  using RenewalRoute = NodeRenewalRoute<Client>;
 
   SingleLockBackend(Client client, LockKeys keys, int wait_replicas, milliseconds wait_timeout)
       : client_(std::make_shared<Client>(std::move(client))),
@@ -118,24 +115,14 @@ class SingleLockBackend {
 
   /// Registers h with this process's Renewer, first due at ttl/3.
   void start_renewal(const std::shared_ptr<Hold<SingleLockBackend>>& h) {
-    auto renewer = client_->template process_local<Renewer<Client>>();
-    if constexpr (Client::shards_keys) {
-      h->route.node = client_->node_name(keys_.key);
-    } else {
-      h->route.node = renewer->single_node([&] { return client_->node_name(keys_.key); });
-    }
-    h->route.renewer = renewer.get();  // kept alive by the client's per-process state, which client_ keeps
-    h->set_due(LockClock::now() + HoldState::renew_period(h->ttl));
-    renewer->add(h, client_->scheduler());
+    start_node_renewal(h, *client_, keys_.key);
   }
 
   void rearm_renewal(HoldState& h) {
     if (auto* r = static_cast<Hold<SingleLockBackend>&>(h).route.renewer) r->rearm(h, client_->scheduler());
   }
 
-  void stop_renewal(HoldState& h) noexcept {
-    if (auto* r = static_cast<Hold<SingleLockBackend>&>(h).route.renewer) r->remove(h);
-  }
+  void stop_renewal(HoldState& h) noexcept { stop_node_renewal<SingleLockBackend>(h); }
 
   /// Scheduler thread: queues h's renewal on its node's lane.
   void post_renewal(const std::shared_ptr<Hold<SingleLockBackend>>& h, milliseconds ttl) noexcept {

@@ -55,10 +55,7 @@ class SemaphoreBackend final : public PermitOwner {
   };
 
   /// Where a permit's renewals go (read by Hold).
-  struct RenewalRoute {
-    Renewer<Client>* renewer = nullptr;  // owned by the client's per-process state, which client_ keeps
-    std::string node;
-  };
+  using RenewalRoute = NodeRenewalRoute<Client>;
 
   SemaphoreBackend(Client client, SemaphoreKeys keys, std::string name, std::int64_t permits)
       : client_(std::make_shared<Client>(std::move(client))),
@@ -135,20 +132,10 @@ class SemaphoreBackend final : public PermitOwner {
 
   /// Registers h with this process's Renewer, first due at ttl/3.
   void start_renewal(const std::shared_ptr<Hold<SemaphoreBackend>>& h) {
-    auto renewer = client_->template process_local<Renewer<Client>>();
-    if constexpr (Client::shards_keys) {
-      h->route.node = client_->node_name(keys_.permits);
-    } else {
-      h->route.node = renewer->single_node([&] { return client_->node_name(keys_.permits); });
-    }
-    h->route.renewer = renewer.get();
-    h->set_due(LockClock::now() + HoldState::renew_period(h->ttl));
-    renewer->add(h, client_->scheduler());
+    start_node_renewal(h, *client_, keys_.permits);
   }
 
-  void stop_renewal(HoldState& h) noexcept {
-    if (auto* r = static_cast<Hold<SemaphoreBackend>&>(h).route.renewer) r->remove(h);
-  }
+  void stop_renewal(HoldState& h) noexcept { stop_node_renewal<SemaphoreBackend>(h); }
 
   /// Scheduler thread: queues h's renewal on its node's lane.
   void post_renewal(const std::shared_ptr<Hold<SemaphoreBackend>>& h, milliseconds ttl) noexcept {
