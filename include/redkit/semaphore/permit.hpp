@@ -66,8 +66,7 @@ class SemaphorePermit {
   /// and in a fork child for a permit the parent took (it is the parent's).
   void release() noexcept {
     if (!owner_) return;
-    std::shared_ptr<detail::PermitOwner> owner = std::move(owner_);
-    owner_.reset();
+    std::shared_ptr<detail::PermitOwner> owner = std::move(owner_);  // leaves owner_ empty
     if (generation_ != detail::fork_generation()) {
       // The parent's permit: its renewal state may be locked by a parent
       // thread that does not exist here. Left alone (never destroyed).
