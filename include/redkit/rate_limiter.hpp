@@ -206,9 +206,7 @@ class RedisRateLimiter {
   RateLimitResult allow(std::string_view key, std::int64_t cost = 1) {
     const detail::RateLimitPlan& p = plan();
     check_cost(p, cost);
-    std::string redis_key;
-    redis_key.reserve(p.prefix.size() + key.size());
-    redis_key.append(p.prefix).append(key);
+    const std::string redis_key = redis_key_of(p, key);
     char cost_buf[24];
     const std::string_view cost_text = format(cost, cost_buf, sizeof cost_buf);
     Reply r = client_.eval(detail::rate_limiter_script(), {std::string_view(redis_key)},
@@ -241,7 +239,7 @@ class RedisRateLimiter {
   /// Sends one EVALSHA per attempt. @throws as allow().
   bool wait(std::string_view key, std::chrono::milliseconds timeout, std::int64_t cost = 1) {
     using std::chrono::milliseconds;
-    check_cost(plan(), cost);
+    // A bad cost or a moved-from object: the first allow() throws before anything is sent.
     const detail::Deadline deadline = detail::Deadline::after(std::max(timeout, milliseconds(1)));
     for (;;) {
       const RateLimitResult r = allow(key, cost);
@@ -260,13 +258,21 @@ class RedisRateLimiter {
   /// if moved from.
   void reset(std::string_view key) {
     const detail::RateLimitPlan& p = plan();
-    client_.command(Command{"DEL"}.key(p.prefix + std::string(key)));
+    client_.command(Command{"DEL"}.key(redis_key_of(p, key)));
   }
 
  private:
   const detail::RateLimitPlan& plan() const {
     detail::check_not_moved_from(plan_ != nullptr, "redkit::RedisRateLimiter");
     return *plan_;
+  }
+
+  // The Redis key of key: prefix + key.
+  static std::string redis_key_of(const detail::RateLimitPlan& p, std::string_view key) {
+    std::string k;
+    k.reserve(p.prefix.size() + key.size());
+    k.append(p.prefix).append(key);
+    return k;
   }
 
   static void check_cost(const detail::RateLimitPlan& p, std::int64_t cost) {
