@@ -1,8 +1,9 @@
-// Waiting in Redis, shared by RedisLock and RedisSemaphore on one server:
-// one fallback wait on the wake list, and how a process that waited stops
-// waiting (its registration in the `waiting` list).
-// Thread safety: called by the one thread of a process that waits in Redis
-// for a name.
+/// @file lock/waiting.hpp
+/// Waiting in Redis, shared by RedisLock and RedisSemaphore on one server:
+/// one fallback wait on the wake list, and how a process that waited stops
+/// waiting (its registration in the `waiting` list). Internals of both.
+/// Thread safety: called by the one thread of a process that waits in Redis
+/// for a name.
 #pragma once
 
 #include <algorithm>
