@@ -37,6 +37,22 @@ inline double cpu_seconds(int who = RUSAGE_THREAD) {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+/// Nanoseconds on the steady clock (CLOCK_MONOTONIC): one clock for every
+/// process on the machine, so a release in one process and an acquire in
+/// another can be compared.
+inline long long now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+/// The p-th percentile of v, p in 0..100 (nearest rank; 0 when empty).
+inline double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const auto i = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
 /// The median of v (0 when empty).
 inline double median(std::vector<double> v) {
   if (v.empty()) return 0;

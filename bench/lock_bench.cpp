@@ -52,15 +52,11 @@ namespace {
 
 using redkit::bench::cpu_seconds;
 using redkit::bench::median;
+using redkit::bench::now_ns;
+using redkit::bench::percentile;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-// CLOCK_MONOTONIC: one clock for every process on the machine, so a release
-// here and an acquire in the child can be compared.
-long long now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
-}
 
 // CPU seconds a process used so far (utime + stime from /proc/PID/stat).
 double process_cpu_seconds(pid_t pid) {
@@ -76,13 +72,6 @@ double process_cpu_seconds(pid_t pid) {
   // Fields after ')': state(3) ... utime(14) stime(15).
   if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2) return 0;
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
 }
 
 // ---- raw hiredis: the reference side ----------------------------------------

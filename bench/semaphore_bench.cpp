@@ -36,18 +36,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using redkit::bench::median;
+using redkit::bench::now_ns;
+using redkit::bench::percentile;
 using Clock = std::chrono::steady_clock;
-
-long long now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
 
 // The raw side: the semaphore's own scripts by EVALSHA over one hiredis connection.
 struct RawSemaphore {
