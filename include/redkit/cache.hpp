@@ -322,8 +322,9 @@ class RedisCache {
   ///   current value. An early reload that fails (the loader throws) returns
   ///   the current value to its caller instead of throwing.
   ///
-  /// Commands: a hit is one round trip (GET, with PTTL and GET of the meta
-  /// side key when XFetch is on or the loader returns std::optional). A load
+  /// Commands: a hit is one round trip (GET, with PTTL when XFetch is on
+  /// and GET of the meta side key when XFetch is on or the loader returns
+  /// std::optional). A load
   /// adds one EVALSHA to claim the fill lock, a SET PX of the value, and one
   /// EVALSHA that records the load time, releases the lock and wakes waiters.
   /// @throws ConfigError if ttl is not positive; whatever the loader or

@@ -176,22 +176,25 @@ class GetOrSet {
 
   T decode(std::string_view bytes) { return cache::decode<T, Serializer>(counters_, keys_.value, {}, bytes); }
 
-  // GET, plus PTTL and the meta side key when early refresh or negative
-  // caching may need them, in one round trip. with_pttl: the near cache
-  // keeps what is read, and needs the PTTL.
+  // GET, plus PTTL when early refresh or the near cache reads it, and the
+  // meta side key when early refresh or negative caching may need it, in
+  // one round trip. with_pttl: the near cache keeps what is read, and
+  // needs the PTTL.
   Snapshot read_snapshot(bool with_pttl) {
     Snapshot s;
-    const bool meta = options_.xfetch_beta > 0.0 || optional_loader_;
-    if (meta || with_pttl) {
+    const bool xfetch = options_.xfetch_beta > 0.0;
+    const bool pttl = xfetch || with_pttl;
+    const bool meta = xfetch || optional_loader_;
+    if (meta || pttl) {
       std::vector<Command> cmds;
       cmds.push_back(Command{"GET"}.key(keys_.value));
-      cmds.push_back(Command{"PTTL"}.key(keys_.value));
+      if (pttl) cmds.push_back(Command{"PTTL"}.key(keys_.value));
       if (meta) cmds.push_back(Command{"GET"}.key(keys_.meta));
       s.replies = client_.pipeline(cmds);
       for (const auto& r : s.replies) r.check();
       s.value = s.replies[0].optional_string();
-      s.pttl = s.replies[1].integer();
-      if (meta) s.meta = s.replies[2].optional_string().value_or(std::string_view());
+      if (pttl) s.pttl = s.replies[1].integer();
+      if (meta) s.meta = s.replies[pttl ? 2 : 1].optional_string().value_or(std::string_view());
     } else {
       s.replies.push_back(client_.command(Command{"GET"}.key(keys_.value)));
       s.value = s.replies[0].optional_string();
