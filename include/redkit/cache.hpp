@@ -155,7 +155,7 @@ class RedisCache {
     const auto keys = entry(key);
     std::vector<Command> cmds;
     cmds.push_back(Command{"UNLINK"}.key(keys.value));
-    cmds.push_back(Command{"UNLINK"}.key(keys.meta).key(keys.stale));
+    cmds.push_back(Command{"UNLINK"}.key(keys.meta).key(keys.stale()));
     auto replies = client_.pipeline(cmds);
     check_all(replies);
     return replies[0].integer() > 0;
@@ -510,8 +510,9 @@ class RedisCache {
         Command{"SET"}.key(keys.value).arg_view(bytes).arg("PX").arg(static_cast<long long>(ttl.count())));
     cmds.push_back(Command{"UNLINK"}.key(keys.meta));
     if (options_.stale_ttl.count() > 0) {
-      cmds.push_back(Command{"COPY"}.key(keys.value).key(keys.stale).arg("REPLACE"));
-      cmds.push_back(Command{"PEXPIRE"}.key(keys.stale).arg(
+      const std::string stale = keys.stale();
+      cmds.push_back(Command{"COPY"}.key(keys.value).key(stale).arg("REPLACE"));
+      cmds.push_back(Command{"PEXPIRE"}.key(stale).arg(
           static_cast<long long>(detail::saturating_add(ttl, options_.stale_ttl).count())));
     }
   }

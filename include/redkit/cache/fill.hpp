@@ -281,7 +281,7 @@ class GetOrSet {
           if (now >= deadline) return load_and_store(load, std::string());
           const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
           // The lock's expiry bounds the wait: a crashed loader's lock runs out.
-          wait_for_fill(client_, keys_.wake, c.fill_pttl.count() > 0 ? std::min(c.fill_pttl, left) : left);
+          wait_for_fill(client_, keys_.wake(), c.fill_pttl.count() > 0 ? std::min(c.fill_pttl, left) : left);
           check_present = true;
           break;
         }
@@ -294,7 +294,8 @@ class GetOrSet {
 
   Claim claim(const std::string& token, bool check_present, bool honour_negative, const std::string& seen_pttl,
               const char* on_busy) {
-    const std::string_view keys[] = {keys_.value, keys_.meta, keys_.fill, keys_.waiters, keys_.stale};
+    const std::string fill = keys_.fill(), waiters = keys_.waiters(), stale = keys_.stale();
+    const std::string_view keys[] = {keys_.value, keys_.meta, fill, waiters, stale};
     const std::string args[] = {token,
                                 decimal(options_.fill_lock_ttl.count()),
                                 check_present ? "1" : "0",
@@ -359,7 +360,8 @@ class GetOrSet {
   }
 
   void finish(const std::string& token, const char* outcome, const std::string& meta, long long meta_ttl_ms) {
-    const std::string_view keys[] = {keys_.value, keys_.meta, keys_.fill, keys_.waiters, keys_.wake, keys_.stale};
+    const std::string fill = keys_.fill(), waiters = keys_.waiters(), wake = keys_.wake(), stale = keys_.stale();
+    const std::string_view keys[] = {keys_.value, keys_.meta, fill, waiters, wake, stale};
     const std::string args[] = {token,
                                 outcome,
                                 meta,
@@ -380,7 +382,7 @@ class GetOrSet {
   }
 
   std::optional<T> read_stale() {
-    Reply r = client_.command(Command{"GET"}.key(keys_.stale));
+    Reply r = client_.command(Command{"GET"}.key(keys_.stale()));
     if (r.is_nil()) return std::nullopt;
     try {
       std::optional<T> value(std::in_place, decode(r.string()));
