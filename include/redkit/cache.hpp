@@ -139,7 +139,7 @@ class RedisCache {
   void set(std::string_view key, const T& value, std::chrono::milliseconds ttl) {
     State& st = live();
     detail::cache::check_ttl(ttl);
-    const Forget forget(st, key);
+    const typename Near::DropOnExit forget(st.near.get(), key);
     const auto keys = entry(key);
     decltype(auto) bytes = Serializer::serialize(value);
     const std::string_view view = bytes;
@@ -151,7 +151,7 @@ class RedisCache {
   /// Removes the value at `prefix + key` and its side keys (UNLINK).
   /// True if a value was there. @throws IoError, ReplyError.
   bool erase(std::string_view key) {
-    const Forget forget(live(), key);
+    const typename Near::DropOnExit forget(live().near.get(), key);
     const auto keys = entry(key);
     std::vector<Command> cmds;
     cmds.push_back(Command{"UNLINK"}.key(keys.value));
@@ -225,15 +225,7 @@ class RedisCache {
     State& st = live();
     detail::cache::check_ttl(ttl);
     std::vector<std::string_view> written;  // near copies to drop, whatever happens
-    struct ForgetAll {
-      detail::cache::Near<T, Client>* near;
-      const std::vector<std::string_view>& keys;
-      ~ForgetAll() {
-        if (near) {
-          for (std::string_view k : keys) near->drop(k);
-        }
-      }
-    } forget{st.near.get(), written};
+    const typename Near::DropOnExit forget(st.near.get(), written);
     std::vector<Command> cmds;
     std::vector<std::pair<std::string, std::size_t>> stored;  // key and size, for errors
     std::vector<std::size_t> first_command;
@@ -380,12 +372,7 @@ class RedisCache {
   /// prefix clears the whole database. @throws IoError, ReplyError.
   std::size_t clear() {
     State& st = live();
-    struct ForgetAll {
-      detail::cache::Near<T, Client>* near;
-      ~ForgetAll() {
-        if (near) near->drop_all();
-      }
-    } forget{st.near.get()};
+    const typename Near::DropOnExit forget(st.near.get(), typename Near::DropOnExit::All{});
     return detail::cache::clear_prefix(client_, prefix_);
   }
 
@@ -426,22 +413,6 @@ class RedisCache {
     detail::cache::Flights<T> flights;
     Counters counters;
     std::unique_ptr<Near> near;
-  };
-
-  // Drops the near copy of key when it goes (after a write of it, whatever
-  // the outcome: the write may have reached Redis).
-  class Forget {
-   public:
-    Forget(State& st, std::string_view key) noexcept : near_(st.near.get()), key_(key) {}
-    Forget(const Forget&) = delete;
-    Forget& operator=(const Forget&) = delete;
-    ~Forget() {
-      if (near_) near_->drop(key_);
-    }
-
-   private:
-    Near* near_;
-    std::string_view key_;
   };
 
   // get_many through the near cache: copies from memory, the rest read

@@ -312,13 +312,7 @@ class GetOrSet {
   // the old one goes, whatever the outcome.
   template <class Load>
   std::optional<T> load_and_store(Load& load, const std::string& token) {
-    struct Forget {
-      Near<T, Client>* near;
-      std::string_view key;
-      ~Forget() {
-        if (near) near->drop(key);
-      }
-    } forget{near_, key_};
+    const typename Near<T, Client>::DropOnExit forget(near_, key_);
     Counters::bump(counters_.loads);
     const auto start = std::chrono::steady_clock::now();
     std::optional<T> result;

@@ -133,6 +133,36 @@ class Near {
     return value;
   }
 
+  /// Drops near copies when it goes, whatever the outcome (after a write:
+  /// the write may have reached Redis): of one key, of a list of keys (read
+  /// when it goes: the list may grow meanwhile), or all of them. Does
+  /// nothing for a null near cache.
+  class DropOnExit {
+   public:
+    struct All {};
+    DropOnExit(Near* near, std::string_view key) noexcept : near_(near), key_(key) {}
+    DropOnExit(Near* near, const std::vector<std::string_view>& keys) noexcept : near_(near), keys_(&keys) {}
+    DropOnExit(Near* near, All) noexcept : near_(near), all_(true) {}
+    DropOnExit(const DropOnExit&) = delete;
+    DropOnExit& operator=(const DropOnExit&) = delete;
+    ~DropOnExit() {
+      if (!near_) return;
+      if (all_) {
+        near_->drop_all();
+      } else if (keys_) {
+        for (std::string_view k : *keys_) near_->drop(k);
+      } else {
+        near_->drop(key_);
+      }
+    }
+
+   private:
+    Near* const near_;
+    const std::string_view key_;
+    const std::vector<std::string_view>* const keys_ = nullptr;
+    const bool all_ = false;
+  };
+
   /// Drops the copy of key and any read of it in flight (this process
   /// wrote or removed it).
   void drop(std::string_view key) noexcept { store_.drop(key); }
