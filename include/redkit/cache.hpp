@@ -44,7 +44,6 @@
 #include "redkit/cache/near.hpp"
 #include "redkit/cache/options.hpp"
 #include "redkit/command.hpp"
-#include "redkit/detail/cache_keys.hpp"
 #include "redkit/detail/duration.hpp"
 #include "redkit/detail/moved_from.hpp"
 #include "redkit/detail/fork.hpp"

@@ -20,14 +20,11 @@
 #include <utility>
 #include <vector>
 
-#include "redkit/cache/entry_keys.hpp"
 #include "redkit/cache/near_store.hpp"
 #include "redkit/cache/options.hpp"
 #include "redkit/cache/tracker.hpp"
 #include "redkit/command.hpp"
-#include "redkit/error.hpp"
 #include "redkit/reply.hpp"
-#include "redkit/slot.hpp"
 
 namespace redkit::detail::cache {
 
@@ -96,7 +93,6 @@ class Near {
       }
       return false;
     }
-    bool storable(std::size_t i) const noexcept { return static_cast<bool>(tickets_[i]); }
     /// Read i found bytes (nullptr: nil), decoded as value (nullptr: not
     /// decoded), with pttl_ms and load time delta_ms.
     void settle(std::size_t i, const std::string_view* bytes, const T* value, long long pttl_ms,
@@ -177,8 +173,6 @@ class Near {
     s.near_flushes = store_.flushes();
   }
 
-  Store& store() noexcept { return store_; }
-  const TrackingState& tracking() const noexcept { return tracker_->state(); }
 
  private:
   // The first use in this process starts the tracker and waits (up to the
