@@ -38,8 +38,7 @@ class Near {
       : client_(client),
         tracker_(client_.template process_local<Tracker<Client>>()),
         store_(options, tracker_->state()),
-        first_wait_(client.options().command_timeout.count() > 0 ? client.options().command_timeout
-                                                                 : std::chrono::milliseconds(1000)) {
+        first_wait_(reply_wait(client)) {
     tracker_->attach(&store_, prefix, options.max_age, client);
   }
   Near(const Near&) = delete;

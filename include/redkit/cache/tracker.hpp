@@ -103,6 +103,15 @@ inline bool covers(const std::vector<std::string>& tracked, bool tracking_all, s
 }
 
 /// The tracker of one client in one process (client.process_local<Tracker>()).
+/// How long the near cache waits for a server (tracking confirmed on first
+/// use, a PING's PONG): the client's command_timeout, or 1 s when that is
+/// 0 (no limit).
+template <class Client>
+std::chrono::milliseconds reply_wait(const Client& client) {
+  const std::chrono::milliseconds t = client.options().command_timeout;
+  return t.count() > 0 ? t : std::chrono::milliseconds(1000);
+}
+
 template <class Client>
 class Tracker {
   class Inner;
@@ -352,8 +361,7 @@ class Tracker {
         tracking_all_ = all;
         period_ = heartbeat_period();
       }
-      timeout_ = client.options().command_timeout.count() > 0 ? client.options().command_timeout
-                                                              : std::chrono::milliseconds(1000);
+      timeout_ = reply_wait(client);
       const ClientStats before = client.stats();
       std::vector<Redis> masters = client.masters();
       for (Redis& m : masters) links_.push_back(open(m, prefixes));
