@@ -247,21 +247,25 @@ class RedisCache {
       stored.emplace_back(std::move(keys.value), view.size());
     }
     if (cmds.empty()) return;
-    // The pipeline fails as a whole when the server drops the connection,
-    // as it does on a value beyond proto-max-bulk-len: name the largest.
-    std::size_t total = 0;
-    const auto largest = std::max_element(stored.begin(), stored.end(),
-                                          [](const auto& a, const auto& b) { return a.second < b.second; });
-    for (const auto& s : stored) total += s.second;
     std::vector<Reply> replies;
-    try {
-      replies = client_.pipeline(cmds);
-    } catch (const Error& e) {
-      const std::string value = detail::cache::value_note(largest->first, largest->second);
-      if (stored.size() == 1) detail::cache::rethrow_as(e, std::string(e.what()) + " (storing " + value + ")");
-      detail::cache::rethrow_as(e, std::string(e.what()) + " (storing " + std::to_string(stored.size()) +
-                                       " values, " + std::to_string(total) +
-                                       " bytes in all, in one pipeline; the largest is " + value + ")");
+    if (stored.size() == 1) {
+      detail::cache::store_context(stored[0].first, stored[0].second, [&] { replies = client_.pipeline(cmds); });
+    } else {
+      try {
+        replies = client_.pipeline(cmds);
+      } catch (const Error& e) {
+        // The pipeline fails as a whole when the server drops the
+        // connection, as it does on a value beyond proto-max-bulk-len: name
+        // the largest.
+        std::size_t total = 0;
+        for (const auto& s : stored) total += s.second;
+        const auto largest = std::max_element(stored.begin(), stored.end(),
+                                              [](const auto& a, const auto& b) { return a.second < b.second; });
+        detail::cache::rethrow_as(e, std::string(e.what()) + " (storing " + std::to_string(stored.size()) +
+                                         " values, " + std::to_string(total) +
+                                         " bytes in all, in one pipeline; the largest is " +
+                                         detail::cache::value_note(largest->first, largest->second) + ")");
+      }
     }
     for (std::size_t i = 0; i < stored.size(); ++i) {
       const std::size_t end = i + 1 < stored.size() ? first_command[i + 1] : cmds.size();
