@@ -189,6 +189,12 @@ double info_number(redkit::Redis& redis, const char* section, const std::string&
   return redkit::bench::info_number(redis.command(redkit::Command{"INFO"}.arg(section)).string_copy(), field);
 }
 
+// The server's CPU seconds (system + user), both from one INFO cpu reply.
+double server_cpu_seconds(redkit::Redis& redis) {
+  const std::string info = redis.command(redkit::Command{"INFO"}.arg("cpu")).string_copy();
+  return redkit::bench::info_number(info, "used_cpu_sys") + redkit::bench::info_number(info, "used_cpu_user");
+}
+
 struct NearSummary {
   std::vector<double> hit_ns;         // single near hits, timed one by one
   std::vector<double> scaling;        // 2-thread ops/s / 1-thread ops/s, per repeat
@@ -380,14 +386,15 @@ int main(int argc, char** argv) {
           caches.back()->get("k0");  // starts tracking
         }
         constexpr int kWrites = 20000;
-        const double cpu0 = info_number(redis, "cpu", "used_cpu_sys") + info_number(redis, "cpu", "used_cpu_user");
+        const double cpu0 = server_cpu_seconds(redis);
         const double cmd0 = info_number(redis, "stats", "total_commands_processed");
         const double self0 = cpu_seconds(RUSAGE_SELF) - cpu_seconds(RUSAGE_THREAD);
         for (int w = 0; w < kWrites; ++w) writer.command({"SET", "bench:track:k" + std::to_string(w % 100), "v"});
         const double self1 = cpu_seconds(RUSAGE_SELF) - cpu_seconds(RUSAGE_THREAD);
         const double cmd1 = info_number(redis, "stats", "total_commands_processed");
-        const double cpu1 = info_number(redis, "cpu", "used_cpu_sys") + info_number(redis, "cpu", "used_cpu_user");
-        // The INFO that read cmd0 is counted in cmd1; the trackers' PINGs
+        const double cpu1 = server_cpu_seconds(redis);
+        // The INFO that read cmd0 is counted in cmd1 (the INFO cpu calls
+        // fall outside [cmd0, cmd1]); the trackers' PINGs
         // (one a second per connection) are part of the cost.
         near_summary.costs.push_back({n, (cmd1 - cmd0 - 1) / kWrites, (cpu1 - cpu0) * 1e6 / kWrites,
                                       (self1 - self0) * 1e6 / kWrites});

@@ -134,10 +134,12 @@ pid_t start_worker(const char* self, int index, const std::string& prefix) {
   return pid;
 }
 
-// Removes every key of this run: ours, and the lock's and cache's side keys
-// ("{<prefix>...}:fence", "{<prefix>...}:rk-meta").
-void remove_keys(redkit::Redis& redis, const std::string& prefix) {
-  for (const std::string& pattern : {prefix + "*", "{" + prefix + "*"}) {
+// Removes every key of this run: the config cache's values and side keys
+// ("{dddddd}<prefix>config:...:rk-meta") with RedisCache::clear(), then
+// ours ("<prefix>...") and the locks' side keys ("{<prefix>job:N}:fence").
+void remove_keys(redkit::Redis& redis, const Keys& k) {
+  redkit::RedisCache<std::string>(redis, k.config_prefix()).clear();
+  for (const std::string& pattern : {k.prefix + "*", "{" + k.prefix + "*"}) {
     std::string cursor = "0";
     do {
       redkit::Reply r = redis.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
@@ -151,7 +153,7 @@ void remove_keys(redkit::Redis& redis, const std::string& prefix) {
 int parent_main(const char* self) {
   redkit::Redis redis = connect();
   const Keys k{"example:jobs:" + std::to_string(getpid()) + ":"};
-  remove_keys(redis, k.prefix);
+  remove_keys(redis, k);
 
   std::cout << kWorkers << " worker processes share " << kJobs << " jobs (a RedisLock per job) and "
             << kConfigCount << " job configs (RedisCache::get_or_set, each config wanted by every worker "
@@ -212,7 +214,7 @@ int parent_main(const char* self) {
             << "config loads across all " << kWorkers << " processes: " << loads.str()
             << (loaded_once ? "  -> each config was loaded once; the other workers waited for that load\n"
                             : "  -> NOT once per config\n");
-  remove_keys(redis, k.prefix);
+  remove_keys(redis, k);
 
   ok = ok && completed == kJobs && exactly_once && loaded_once;
   std::cout << (ok ? "OK: the locks kept every job to one run, and get_or_set kept every config to one load\n"

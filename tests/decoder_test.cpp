@@ -8,11 +8,13 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <new>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <redkit/serializer.hpp>
 #ifdef REDKIT_HAVE_JSON
@@ -228,7 +230,11 @@ TEST(DecoderJson, MaxDepthIsATemplateParameter) {
 TEST(DecoderBuiltIn, FloatingPointReadsNeverRunPastBytesThatAreNotNulTerminated) {
   // fuzz_serializers found libstdc++ 12's from_chars(long double) reading
   // past "inf" in a buffer without a NUL (ASan: heap-buffer-overflow).
-  for (const char* text : {"inf", "nan", "-inf", "1e5", "infinity"}) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  const std::pair<const char*, double> cases[] = {
+      {"inf", kInf}, {"nan", std::numeric_limits<double>::quiet_NaN()}, {"-inf", -kInf}, {"1e5", 100000.0},
+      {"infinity", kInf}};
+  for (const auto& [text, expected] : cases) {
     const std::size_t n = std::strlen(text);
     std::unique_ptr<char[]> exact(new char[n]);  // no terminator
     std::memcpy(exact.get(), text, n);
@@ -236,8 +242,15 @@ TEST(DecoderBuiltIn, FloatingPointReadsNeverRunPastBytesThatAreNotNulTerminated)
     const long double ld = redkit::Serializer<long double>::deserialize(bytes);
     const double d = redkit::Serializer<double>::deserialize(bytes);
     const float f = redkit::Serializer<float>::deserialize(bytes);
-    EXPECT_EQ(std::isnan(ld), std::isnan(d)) << text;
-    EXPECT_EQ(std::isnan(d), std::isnan(f)) << text;
+    if (std::isnan(expected)) {
+      EXPECT_TRUE(std::isnan(ld)) << text;
+      EXPECT_TRUE(std::isnan(d)) << text;
+      EXPECT_TRUE(std::isnan(f)) << text;
+    } else {
+      EXPECT_EQ(ld, static_cast<long double>(expected)) << text;
+      EXPECT_EQ(d, expected) << text;
+      EXPECT_EQ(f, static_cast<float>(expected)) << text;
+    }
   }
 }
 

@@ -44,7 +44,6 @@
 #include "redkit/cache/near.hpp"
 #include "redkit/cache/options.hpp"
 #include "redkit/command.hpp"
-#include "redkit/detail/cache_keys.hpp"
 #include "redkit/detail/duration.hpp"
 #include "redkit/detail/moved_from.hpp"
 #include "redkit/detail/fork.hpp"
@@ -139,7 +138,7 @@ class RedisCache {
   void set(std::string_view key, const T& value, std::chrono::milliseconds ttl) {
     State& st = live();
     detail::cache::check_ttl(ttl);
-    const Forget forget(st, key);
+    const typename Near::DropOnExit forget(st.near.get(), key);
     const auto keys = entry(key);
     decltype(auto) bytes = Serializer::serialize(value);
     const std::string_view view = bytes;
@@ -151,11 +150,11 @@ class RedisCache {
   /// Removes the value at `prefix + key` and its side keys (UNLINK).
   /// True if a value was there. @throws IoError, ReplyError.
   bool erase(std::string_view key) {
-    const Forget forget(live(), key);
+    const typename Near::DropOnExit forget(live().near.get(), key);
     const auto keys = entry(key);
     std::vector<Command> cmds;
     cmds.push_back(Command{"UNLINK"}.key(keys.value));
-    cmds.push_back(Command{"UNLINK"}.key(keys.meta).key(keys.stale));
+    cmds.push_back(Command{"UNLINK"}.key(keys.meta).key(keys.stale()));
     auto replies = client_.pipeline(cmds);
     check_all(replies);
     return replies[0].integer() > 0;
@@ -225,15 +224,7 @@ class RedisCache {
     State& st = live();
     detail::cache::check_ttl(ttl);
     std::vector<std::string_view> written;  // near copies to drop, whatever happens
-    struct ForgetAll {
-      detail::cache::Near<T, Client>* near;
-      const std::vector<std::string_view>& keys;
-      ~ForgetAll() {
-        if (near) {
-          for (std::string_view k : keys) near->drop(k);
-        }
-      }
-    } forget{st.near.get(), written};
+    const typename Near::DropOnExit forget(st.near.get(), written);
     std::vector<Command> cmds;
     std::vector<std::pair<std::string, std::size_t>> stored;  // key and size, for errors
     std::vector<std::size_t> first_command;
@@ -256,21 +247,25 @@ class RedisCache {
       stored.emplace_back(std::move(keys.value), view.size());
     }
     if (cmds.empty()) return;
-    // The pipeline fails as a whole when the server drops the connection,
-    // as it does on a value beyond proto-max-bulk-len: name the largest.
-    std::size_t total = 0;
-    const auto largest = std::max_element(stored.begin(), stored.end(),
-                                          [](const auto& a, const auto& b) { return a.second < b.second; });
-    for (const auto& s : stored) total += s.second;
     std::vector<Reply> replies;
-    try {
-      replies = client_.pipeline(cmds);
-    } catch (const Error& e) {
-      const std::string value = detail::cache::value_note(largest->first, largest->second);
-      if (stored.size() == 1) detail::cache::rethrow_as(e, std::string(e.what()) + " (storing " + value + ")");
-      detail::cache::rethrow_as(e, std::string(e.what()) + " (storing " + std::to_string(stored.size()) +
-                                       " values, " + std::to_string(total) +
-                                       " bytes in all, in one pipeline; the largest is " + value + ")");
+    if (stored.size() == 1) {
+      detail::cache::store_context(stored[0].first, stored[0].second, [&] { replies = client_.pipeline(cmds); });
+    } else {
+      try {
+        replies = client_.pipeline(cmds);
+      } catch (const Error& e) {
+        // The pipeline fails as a whole when the server drops the
+        // connection, as it does on a value beyond proto-max-bulk-len: name
+        // the largest.
+        std::size_t total = 0;
+        for (const auto& s : stored) total += s.second;
+        const auto largest = std::max_element(stored.begin(), stored.end(),
+                                              [](const auto& a, const auto& b) { return a.second < b.second; });
+        detail::cache::rethrow_as(e, std::string(e.what()) + " (storing " + std::to_string(stored.size()) +
+                                         " values, " + std::to_string(total) +
+                                         " bytes in all, in one pipeline; the largest is " +
+                                         detail::cache::value_note(largest->first, largest->second) + ")");
+      }
     }
     for (std::size_t i = 0; i < stored.size(); ++i) {
       const std::size_t end = i + 1 < stored.size() ? first_command[i + 1] : cmds.size();
@@ -322,8 +317,9 @@ class RedisCache {
   ///   current value. An early reload that fails (the loader throws) returns
   ///   the current value to its caller instead of throwing.
   ///
-  /// Commands: a hit is one round trip (GET, with PTTL and GET of the meta
-  /// side key when XFetch is on or the loader returns std::optional). A load
+  /// Commands: a hit is one round trip (GET, with PTTL when XFetch is on
+  /// and GET of the meta side key when XFetch is on or the loader returns
+  /// std::optional). A load
   /// adds one EVALSHA to claim the fill lock, a SET PX of the value, and one
   /// EVALSHA that records the load time, releases the lock and wakes waiters.
   /// @throws ConfigError if ttl is not positive; whatever the loader or
@@ -379,12 +375,7 @@ class RedisCache {
   /// prefix clears the whole database. @throws IoError, ReplyError.
   std::size_t clear() {
     State& st = live();
-    struct ForgetAll {
-      detail::cache::Near<T, Client>* near;
-      ~ForgetAll() {
-        if (near) near->drop_all();
-      }
-    } forget{st.near.get()};
+    const typename Near::DropOnExit forget(st.near.get(), typename Near::DropOnExit::All{});
     return detail::cache::clear_prefix(client_, prefix_);
   }
 
@@ -425,22 +416,6 @@ class RedisCache {
     detail::cache::Flights<T> flights;
     Counters counters;
     std::unique_ptr<Near> near;
-  };
-
-  // Drops the near copy of key when it goes (after a write of it, whatever
-  // the outcome: the write may have reached Redis).
-  class Forget {
-   public:
-    Forget(State& st, std::string_view key) noexcept : near_(st.near.get()), key_(key) {}
-    Forget(const Forget&) = delete;
-    Forget& operator=(const Forget&) = delete;
-    ~Forget() {
-      if (near_) near_->drop(key_);
-    }
-
-   private:
-    Near* near_;
-    std::string_view key_;
   };
 
   // get_many through the near cache: copies from memory, the rest read
@@ -509,8 +484,9 @@ class RedisCache {
         Command{"SET"}.key(keys.value).arg_view(bytes).arg("PX").arg(static_cast<long long>(ttl.count())));
     cmds.push_back(Command{"UNLINK"}.key(keys.meta));
     if (options_.stale_ttl.count() > 0) {
-      cmds.push_back(Command{"COPY"}.key(keys.value).key(keys.stale).arg("REPLACE"));
-      cmds.push_back(Command{"PEXPIRE"}.key(keys.stale).arg(
+      const std::string stale = keys.stale();
+      cmds.push_back(Command{"COPY"}.key(keys.value).key(stale).arg("REPLACE"));
+      cmds.push_back(Command{"PEXPIRE"}.key(stale).arg(
           static_cast<long long>(detail::saturating_add(ttl, options_.stale_ttl).count())));
     }
   }

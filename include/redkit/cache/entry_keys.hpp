@@ -1,8 +1,10 @@
 /// @file cache/entry_keys.hpp
 /// The key set of one cache entry: the value's key and its side keys, named
-/// once per operation (side_base costs a CRC16 for some keys) and passed
-/// down to every step that needs them. Part of <redkit/cache.hpp>; the
-/// naming rules are in detail/cache_keys.hpp.
+/// once per operation (side_base costs a CRC16 for every key) and passed
+/// down to every step that needs them. The value and meta keys (what a hit
+/// reads) are made at once; the other side keys when a step asks for them.
+/// Part of <redkit/cache.hpp>; the naming rules are in
+/// detail/cache_keys.hpp.
 ///
 /// Thread safety: a plain value. Exceptions: std::bad_alloc only.
 #pragma once
@@ -16,24 +18,30 @@ namespace redkit::detail::cache {
 
 /// Every Redis key of the entry at `prefix + key`.
 struct EntryKeys {
-  std::string value;    ///< prefix + key: the value itself
-  std::string meta;     ///< load time, or the negative-cache marker
-  std::string fill;     ///< the fill lock
-  std::string waiters;  ///< how many processes wait for the fill
-  std::string wake;     ///< the list those waiters BLPOP
-  std::string stale;    ///< the copy served while refilling
+  std::string value;  ///< prefix + key: the value itself
+  std::string meta;   ///< load time, or the negative-cache marker
+
+  /// The fill lock.
+  std::string fill() const { return side(kFillSuffix); }
+  /// How many processes wait for the fill.
+  std::string waiters() const { return side(kWaitersSuffix); }
+  /// The list those waiters BLPOP.
+  std::string wake() const { return side(kWakeSuffix); }
+  /// The copy served while refilling.
+  std::string stale() const { return side(kStaleSuffix); }
 
   /// The key set of the value at full (= prefix + key).
   static EntryKeys of(std::string full) {
     EntryKeys k;
-    const std::string base = side_base(full);
-    k.meta = side_key(base, kMetaSuffix);
-    k.fill = side_key(base, kFillSuffix);
-    k.waiters = side_key(base, kWaitersSuffix);
-    k.wake = side_key(base, kWakeSuffix);
-    k.stale = side_key(base, kStaleSuffix);
+    k.meta = side_key(side_base(full), kMetaSuffix);
     k.value = std::move(full);
     return k;
+  }
+
+ private:
+  // The side key with suffix: meta's base (side_base of value) + suffix.
+  std::string side(std::string_view suffix) const {
+    return side_key(std::string_view(meta).substr(0, meta.size() - kMetaSuffix.size()), suffix);
   }
 };
 

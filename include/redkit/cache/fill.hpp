@@ -176,22 +176,25 @@ class GetOrSet {
 
   T decode(std::string_view bytes) { return cache::decode<T, Serializer>(counters_, keys_.value, {}, bytes); }
 
-  // GET, plus PTTL and the meta side key when early refresh or negative
-  // caching may need them, in one round trip. with_pttl: the near cache
-  // keeps what is read, and needs the PTTL.
+  // GET, plus PTTL when early refresh or the near cache reads it, and the
+  // meta side key when early refresh or negative caching may need it, in
+  // one round trip. with_pttl: the near cache keeps what is read, and
+  // needs the PTTL.
   Snapshot read_snapshot(bool with_pttl) {
     Snapshot s;
-    const bool meta = options_.xfetch_beta > 0.0 || optional_loader_;
-    if (meta || with_pttl) {
+    const bool xfetch = options_.xfetch_beta > 0.0;
+    const bool pttl = xfetch || with_pttl;
+    const bool meta = xfetch || optional_loader_;
+    if (meta || pttl) {
       std::vector<Command> cmds;
       cmds.push_back(Command{"GET"}.key(keys_.value));
-      cmds.push_back(Command{"PTTL"}.key(keys_.value));
+      if (pttl) cmds.push_back(Command{"PTTL"}.key(keys_.value));
       if (meta) cmds.push_back(Command{"GET"}.key(keys_.meta));
       s.replies = client_.pipeline(cmds);
       for (const auto& r : s.replies) r.check();
       s.value = s.replies[0].optional_string();
-      s.pttl = s.replies[1].integer();
-      if (meta) s.meta = s.replies[2].optional_string().value_or(std::string_view());
+      if (pttl) s.pttl = s.replies[1].integer();
+      if (meta) s.meta = s.replies[pttl ? 2 : 1].optional_string().value_or(std::string_view());
     } else {
       s.replies.push_back(client_.command(Command{"GET"}.key(keys_.value)));
       s.value = s.replies[0].optional_string();
@@ -278,7 +281,7 @@ class GetOrSet {
           if (now >= deadline) return load_and_store(load, std::string());
           const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
           // The lock's expiry bounds the wait: a crashed loader's lock runs out.
-          wait_for_fill(client_, keys_.wake, c.fill_pttl.count() > 0 ? std::min(c.fill_pttl, left) : left);
+          wait_for_fill(client_, keys_.wake(), c.fill_pttl.count() > 0 ? std::min(c.fill_pttl, left) : left);
           check_present = true;
           break;
         }
@@ -291,7 +294,8 @@ class GetOrSet {
 
   Claim claim(const std::string& token, bool check_present, bool honour_negative, const std::string& seen_pttl,
               const char* on_busy) {
-    const std::string_view keys[] = {keys_.value, keys_.meta, keys_.fill, keys_.waiters, keys_.stale};
+    const std::string fill = keys_.fill(), waiters = keys_.waiters(), stale = keys_.stale();
+    const std::string_view keys[] = {keys_.value, keys_.meta, fill, waiters, stale};
     const std::string args[] = {token,
                                 decimal(options_.fill_lock_ttl.count()),
                                 check_present ? "1" : "0",
@@ -308,13 +312,7 @@ class GetOrSet {
   // the old one goes, whatever the outcome.
   template <class Load>
   std::optional<T> load_and_store(Load& load, const std::string& token) {
-    struct Forget {
-      Near<T, Client>* near;
-      std::string_view key;
-      ~Forget() {
-        if (near) near->drop(key);
-      }
-    } forget{near_, key_};
+    const typename Near<T, Client>::DropOnExit forget(near_, key_);
     Counters::bump(counters_.loads);
     const auto start = std::chrono::steady_clock::now();
     std::optional<T> result;
@@ -356,7 +354,8 @@ class GetOrSet {
   }
 
   void finish(const std::string& token, const char* outcome, const std::string& meta, long long meta_ttl_ms) {
-    const std::string_view keys[] = {keys_.value, keys_.meta, keys_.fill, keys_.waiters, keys_.wake, keys_.stale};
+    const std::string fill = keys_.fill(), waiters = keys_.waiters(), wake = keys_.wake(), stale = keys_.stale();
+    const std::string_view keys[] = {keys_.value, keys_.meta, fill, waiters, wake, stale};
     const std::string args[] = {token,
                                 outcome,
                                 meta,
@@ -377,7 +376,7 @@ class GetOrSet {
   }
 
   std::optional<T> read_stale() {
-    Reply r = client_.command(Command{"GET"}.key(keys_.stale));
+    Reply r = client_.command(Command{"GET"}.key(keys_.stale()));
     if (r.is_nil()) return std::nullopt;
     try {
       std::optional<T> value(std::in_place, decode(r.string()));

@@ -20,14 +20,11 @@
 #include <utility>
 #include <vector>
 
-#include "redkit/cache/entry_keys.hpp"
 #include "redkit/cache/near_store.hpp"
 #include "redkit/cache/options.hpp"
 #include "redkit/cache/tracker.hpp"
 #include "redkit/command.hpp"
-#include "redkit/error.hpp"
 #include "redkit/reply.hpp"
-#include "redkit/slot.hpp"
 
 namespace redkit::detail::cache {
 
@@ -41,8 +38,7 @@ class Near {
       : client_(client),
         tracker_(client_.template process_local<Tracker<Client>>()),
         store_(options, tracker_->state()),
-        first_wait_(client.options().command_timeout.count() > 0 ? client.options().command_timeout
-                                                                 : std::chrono::milliseconds(1000)) {
+        first_wait_(reply_wait(client)) {
     tracker_->attach(&store_, prefix, options.max_age, client);
   }
   Near(const Near&) = delete;
@@ -96,7 +92,6 @@ class Near {
       }
       return false;
     }
-    bool storable(std::size_t i) const noexcept { return static_cast<bool>(tickets_[i]); }
     /// Read i found bytes (nullptr: nil), decoded as value (nullptr: not
     /// decoded), with pttl_ms and load time delta_ms.
     void settle(std::size_t i, const std::string_view* bytes, const T* value, long long pttl_ms,
@@ -133,6 +128,36 @@ class Near {
     return value;
   }
 
+  /// Drops near copies when it goes, whatever the outcome (after a write:
+  /// the write may have reached Redis): of one key, of a list of keys (read
+  /// when it goes: the list may grow meanwhile), or all of them. Does
+  /// nothing for a null near cache.
+  class DropOnExit {
+   public:
+    struct All {};
+    DropOnExit(Near* near, std::string_view key) noexcept : near_(near), key_(key) {}
+    DropOnExit(Near* near, const std::vector<std::string_view>& keys) noexcept : near_(near), keys_(&keys) {}
+    DropOnExit(Near* near, All) noexcept : near_(near), all_(true) {}
+    DropOnExit(const DropOnExit&) = delete;
+    DropOnExit& operator=(const DropOnExit&) = delete;
+    ~DropOnExit() {
+      if (!near_) return;
+      if (all_) {
+        near_->drop_all();
+      } else if (keys_) {
+        for (std::string_view k : *keys_) near_->drop(k);
+      } else {
+        near_->drop(key_);
+      }
+    }
+
+   private:
+    Near* const near_;
+    const std::string_view key_;
+    const std::vector<std::string_view>* const keys_ = nullptr;
+    const bool all_ = false;
+  };
+
   /// Drops the copy of key and any read of it in flight (this process
   /// wrote or removed it).
   void drop(std::string_view key) noexcept { store_.drop(key); }
@@ -147,8 +172,6 @@ class Near {
     s.near_flushes = store_.flushes();
   }
 
-  Store& store() noexcept { return store_; }
-  const TrackingState& tracking() const noexcept { return tracker_->state(); }
 
  private:
   // The first use in this process starts the tracker and waits (up to the

@@ -251,15 +251,6 @@ class NearStore final : public NearListener {
   std::uint64_t entries() const noexcept { return entries_.load(std::memory_order_relaxed); }
   std::uint64_t invalidations() const noexcept { return invalidations_.load(std::memory_order_relaxed); }
   std::uint64_t flushes() const noexcept { return flushes_.load(std::memory_order_relaxed); }
-  /// Bytes held now, as max_bytes counts them.
-  std::size_t bytes() const {
-    std::size_t total = 0;
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      detail::StripedSharedMutex::SharedLock lk(shards_[i].m);
-      total += shards_[i].bytes;
-    }
-    return total;
-  }
 
  private:
   struct Node {

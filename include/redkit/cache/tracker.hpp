@@ -103,6 +103,15 @@ inline bool covers(const std::vector<std::string>& tracked, bool tracking_all, s
 }
 
 /// The tracker of one client in one process (client.process_local<Tracker>()).
+/// How long the near cache waits for a server (tracking confirmed on first
+/// use, a PING's PONG): the client's command_timeout, or 1 s when that is
+/// 0 (no limit).
+template <class Client>
+std::chrono::milliseconds reply_wait(const Client& client) {
+  const std::chrono::milliseconds t = client.options().command_timeout;
+  return t.count() > 0 ? t : std::chrono::milliseconds(1000);
+}
+
 template <class Client>
 class Tracker {
   class Inner;
@@ -184,12 +193,11 @@ class Tracker {
                 const Client& client) {
       {
         std::unique_lock<std::shared_mutex> lk(listeners_m_);
-        listeners_.push_back(Listener{listener, prefix});
+        listeners_.push_back(Listener{listener, prefix, max_age});
       }
       {
         std::lock_guard<std::mutex> lk(m_);
         if (!client_) client_.emplace(client);
-        max_ages_.push_back(max_age);
         if (!covers(tracked_, tracking_all_, prefix)) rebuild_ = true;
       }
       wake();
@@ -208,7 +216,6 @@ class Tracker {
       if (none_left) {
         std::lock_guard<std::mutex> lk(m_);
         last.swap(client_);
-        max_ages_.clear();
       }
       wake();
       return last;
@@ -257,6 +264,7 @@ class Tracker {
     struct Listener {
       NearListener* listener;
       std::string prefix;
+      std::chrono::milliseconds max_age;
     };
 
     // One master's invalidation connection.
@@ -350,10 +358,8 @@ class Tracker {
         std::lock_guard<std::mutex> lk(m_);
         tracked_ = prefixes;
         tracking_all_ = all;
-        period_ = heartbeat_period();
       }
-      timeout_ = client.options().command_timeout.count() > 0 ? client.options().command_timeout
-                                                              : std::chrono::milliseconds(1000);
+      timeout_ = reply_wait(client);
       const ClientStats before = client.stats();
       std::vector<Redis> masters = client.masters();
       for (Redis& m : masters) links_.push_back(open(m, prefixes));
@@ -366,7 +372,7 @@ class Tracker {
         return;
       }
       failovers_at_build_ = after.failovers;
-      next_ping_ = Clock::now() + period_;
+      next_ping_ = Clock::now() + heartbeat_period();
       backoff_.reset();
       confirm(topology_of(after));
     }
@@ -525,14 +531,15 @@ class Tracker {
         l.lease.send(Command{"PING"});
         l.ping_sent = now;
       }
-      next_ping_ = now + period_;
+      next_ping_ = now + heartbeat_period();
     }
 
-    // max_age / 4 of the most demanding near cache, within [10 ms, 1 s].
-    // Caller holds m_.
-    std::chrono::milliseconds heartbeat_period() const {
+    // max_age / 4 of the most demanding near cache attached now, within
+    // [10 ms, 1 s] (one that detached no longer counts).
+    std::chrono::milliseconds heartbeat_period() {
+      std::shared_lock<std::shared_mutex> lk(listeners_m_);
       std::chrono::milliseconds p{1000};
-      for (auto a : max_ages_) p = std::min(p, a / 4);
+      for (const Listener& l : listeners_) p = std::min(p, l.max_age / 4);
       return std::max(p, std::chrono::milliseconds(10));
     }
 
@@ -545,12 +552,10 @@ class Tracker {
 
     std::mutex m_;  // guards the members up to confirmed_cv_
     std::optional<Client> client_;
-    std::vector<std::chrono::milliseconds> max_ages_;
     std::vector<std::string> tracked_;
     bool tracking_all_ = false;
     bool rebuild_ = false;
     bool stop_ = false;
-    std::chrono::milliseconds period_{1000};
     std::condition_variable confirmed_cv_;
 
     std::atomic<bool> poked_{false};
