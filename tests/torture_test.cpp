@@ -58,6 +58,7 @@ using redkit::RedisCounter;
 using redkit::ReplyError;
 using redkit::TimeoutError;
 using redkit::test::FaultProxy;
+using redkit::test::FullBacklog;
 using redkit::test::Flow;
 using redkit::test::RedisServer;
 using redkit::test::ScriptedServer;
@@ -183,37 +184,6 @@ int closed_port() {
   ::close(fd);
   return ntohs(addr.sin_port);
 }
-
-// A listener that never accepts, whose accept queue is full: the kernel
-// drops further SYNs, so a connect hangs as to an unreachable host.
-class FullBacklog {
- public:
-  FullBacklog() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    ::listen(fd_, 0);
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    for (int i = 0; i < 4; ++i) {  // fill the queue
-      const int c = redkit::test::connect_loopback("127.0.0.1", port_, 100ms);
-      if (c >= 0) fillers_.push_back(c);
-    }
-  }
-  ~FullBacklog() {
-    for (int c : fillers_) ::close(c);
-    ::close(fd_);
-  }
-  int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-  std::vector<int> fillers_;
-};
 
 }  // namespace
 

@@ -62,4 +62,22 @@ void reset_socket(int fd) {
   ::close(fd);
 }
 
+FullBacklog::FullBacklog() {
+  fd_ = listen_loopback(&port_, 0);
+  for (int i = 0; i < 4; ++i) {  // fill the queue: stop at the first connect that hangs
+    const int c = connect_loopback("127.0.0.1", port_, std::chrono::milliseconds(100));
+    if (c < 0) break;
+    fillers_.push_back(c);
+  }
+  if (fillers_.empty()) {
+    ::close(fd_);
+    throw std::runtime_error("FullBacklog: no connect to 127.0.0.1:" + std::to_string(port_) + " completed");
+  }
+}
+
+FullBacklog::~FullBacklog() {
+  for (int c : fillers_) ::close(c);
+  ::close(fd_);
+}
+
 }  // namespace redkit::test
