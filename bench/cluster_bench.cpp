@@ -64,7 +64,7 @@ class RawNode {
 
 long long stat(int port, const char* field) {
   const std::string info(redkit::test::node_command(port, {"INFO", "stats"}).string_copy());
-  return std::stoll(redkit::test::info_field(info, field));
+  return static_cast<long long>(redkit::bench::info_number(info, field));
 }
 
 // What each master's INFO stats counted (read events, commands) while

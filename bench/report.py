@@ -65,6 +65,11 @@ PAIR_LABELS = {
         "RedisLock lock+unlock (fresh object) vs SET NX PX + EVALSHA",
     ("lock_unlock_uncontended/raw_hiredis_redkit_commands", "raw_hiredis"):
         "raw sending RedisLock's commands vs SET NX PX + EVALSHA",
+    ("pipeline_256_get", "raw_hiredis"): "Redis::pipeline of 256 GETs vs raw appends",
+    ("allow_allowed", "raw_hiredis"): "RedisRateLimiter::allow (allowed) vs EVALSHA",
+    ("allow_denied", "raw_hiredis"): "RedisRateLimiter::allow (denied) vs EVALSHA",
+    ("tls_get_100b/tls", "plain"): "GET (100 B) over TLS vs plain TCP, both redkit",
+    ("tls_pipeline_100_get/tls", "plain"): "pipeline of 100 GETs over TLS vs plain",
 }
 # The README's targets (goals, not measurements).
 TARGETS = {
@@ -74,10 +79,21 @@ TARGETS = {
     ("cluster_counter_incr", "raw_hiredis"): 0.9,
     ("lock_unlock_uncontended/redkit_reused_object", "raw_hiredis"): 0.95,
     ("lock_unlock_uncontended/redkit_fresh_object", "raw_hiredis"): 0.9,
+    ("pipeline_256_get", "raw_hiredis"): 1.0,
+    ("allow_allowed", "raw_hiredis"): 0.95,
+    ("allow_denied", "raw_hiredis"): 0.95,
+    ("tls_get_100b/tls", "plain"): 0.7,
+    # Not drawn: near-cache pairs have their own chart (ops/s per side).
+    ("near_get_hit_100B", "raw_hiredis"): 50,
 }
 # Benchmarks with several sides measured against one reference side: each
 # side's ratio is taken against that reference, keyed (pair/side, reference).
-REFERENCE_SIDE = {"lock_unlock_uncontended": "raw_hiredis"}
+# The TLS pairs are redkit against redkit (sides tls and plain).
+REFERENCE_SIDE = {
+    "lock_unlock_uncontended": "raw_hiredis",
+    "tls_get_100b": "plain",
+    "tls_pipeline_100_get": "plain",
+}
 ROUND = re.compile(r"^(?P<pair>[^/]+)/(?P<side>[^/]+)/round:(?P<round>\d+)$")
 
 

@@ -82,8 +82,7 @@ int main(int argc, char** argv) {
   // over the plain port before and after 20,000 GETs), beside the client's.
   auto server_cpu_seconds = [&server] {
     const std::string info = server.cli("INFO", "cpu");
-    return std::stod(redkit::test::info_field(info, "used_cpu_sys")) +
-           std::stod(redkit::test::info_field(info, "used_cpu_user"));
+    return redkit::bench::info_number(info, "used_cpu_sys") + redkit::bench::info_number(info, "used_cpu_user");
   };
   for (auto* side : {&tls, &plain}) {
     constexpr int kOps = 20000;

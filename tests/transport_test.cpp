@@ -4,7 +4,6 @@
 // hold one node's connection while waiting for another's), events and
 // stats. Against real redis-server processes.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -25,6 +24,7 @@
 #include "support/cluster.hpp"
 #include "support/fork.hpp"
 #include "support/server.hpp"
+#include "support/socket_util.hpp"
 
 using namespace std::chrono_literals;
 using redkit::Command;
@@ -40,9 +40,6 @@ using redkit::test::wait_child;
 using redkit::test::wait_until;
 using redkit::test::with_alarms_every_100ms;
 using Clock = std::chrono::steady_clock;
-
-using redkit::test::fork_child;
-using redkit::test::wait_child;
 
 namespace {
 
@@ -87,29 +84,14 @@ INSTANTIATE_TEST_SUITE_P(WithAndWithoutSaRestart, SignalDuringRead, ::testing::V
                          [](const auto& info) { return info.param ? "SaRestart" : "NoSaRestart"; });
 
 // A listening socket whose accept queue is full drops SYNs: a black hole on
-// loopback. connect_timeout must end the connect.
+// loopback (support/socket_util.hpp's FullBacklog). connect_timeout must end
+// the connect.
 TEST(Transport, ConnectToABlackHoleTimesOutWithinConnectTimeout) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener, 0), 0);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  // Fill the accept queue (backlog 0 holds one) without accepting.
-  std::vector<int> fillers;
-  for (int i = 0; i < 3; ++i) {
-    const int f = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    ::connect(f, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    fillers.push_back(f);
-  }
-  std::this_thread::sleep_for(50ms);  // let the handshakes of the fillers settle into the queue
+  const redkit::test::FullBacklog listener;
 
   Options o;
   o.host = "127.0.0.1";
-  o.port = ntohs(addr.sin_port);
+  o.port = listener.port();
   o.connect_timeout = 300ms;
   Redis r(o);
   const auto t0 = Clock::now();
@@ -120,8 +102,6 @@ TEST(Transport, ConnectToABlackHoleTimesOutWithinConnectTimeout) {
     EXPECT_NE(std::string(e.what()).find("connect"), std::string::npos) << e.what();
   }
   EXPECT_LE(since(t0), 450ms);
-  for (int f : fillers) ::close(f);
-  ::close(listener);
 }
 
 TEST(Transport, ConnectsOverIpv6LoopbackAndByHostName) {

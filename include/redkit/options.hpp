@@ -202,8 +202,7 @@ inline void apply_uri_query(Options& o, std::string_view query, const UriQuote& 
     if (item.empty()) continue;
     auto eq = item.find('=');
     if (eq == std::string_view::npos) {
-      throw ConfigError("redkit: URI option without '='" + quote(item) +
-                        (quote.allowed ? "" : " (a password with '&' in it must be percent-encoded as %26)"));
+      throw ConfigError("redkit: URI option without '='" + quote(item));
     }
     auto key = item.substr(0, eq);
     auto val = item.substr(eq + 1);
@@ -249,10 +248,9 @@ inline void apply_uri_query(Options& o, std::string_view query, const UriQuote& 
     } else if (key == "tls_server_name") {
       o.tls.server_name = percent_decode(val, "tls_server_name");
     } else {
-      throw ConfigError("redkit: unknown URI option" + quote(key) +
-                        " (known: db, username, password, client_name, connect_timeout, command_timeout, "
-                        "pool_size, pool_wait_timeout, dedicated_pool_size, keepalive, sentinel_password, tls, "
-                        "tls_ca_file, tls_ca_dir, tls_cert_file, tls_key_file, tls_server_name, tls_verify)");
+      std::string known;
+      for (std::string_view name : kUriOptions) known += std::string(known.empty() ? "" : ", ") + std::string(name);
+      throw ConfigError("redkit: unknown URI option" + quote(key) + " (known: " + known + ")");
     }
   }
 }

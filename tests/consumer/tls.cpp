@@ -1,9 +1,8 @@
 // Links only redkit::tls (or `pkg-config redkit-tls`): OpenSSL's headers,
-// libssl and libcrypto must come with it, and <redkit/tls.hpp> once it
-// exists. Runs without a server.
-#if __has_include(<redkit/tls.hpp>)
+// libssl and libcrypto must come with it, and <redkit/tls.hpp>. Built only
+// where the tls component exists (programs.cmake, the pkg-config tests).
+// Runs without a server.
 #include <redkit/tls.hpp>
-#endif
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 

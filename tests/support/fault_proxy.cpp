@@ -3,7 +3,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -70,8 +69,7 @@ struct FaultProxy::Engine {
   FaultProxy& owner;
   std::string upstream_host;
   int upstream_port;
-  int listen_fd = -1;
-  int wake_fd = -1;
+  LoopbackService service{"FaultProxy"};  // the listener, the wake-up and the thread
 
   std::mutex mu;  // guards everything below; the thread holds it except while in poll()
   Mode mode = Mode::Forward;
@@ -83,14 +81,9 @@ struct FaultProxy::Engine {
   bool stopping = false;
   std::list<Conn> conns;
 
-  std::thread thread;
-
   Engine(FaultProxy& o, std::string host, int port) : owner(o), upstream_host(std::move(host)), upstream_port(port) {}
 
-  void wake() {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(wake_fd, &one, sizeof one);
-  }
+  void wake() { service.wake(); }
 
   static std::size_t index(Flow f) { return f == Flow::ToServer ? 0 : 1; }
 
@@ -103,8 +96,8 @@ struct FaultProxy::Engine {
       flush_all();
       std::vector<pollfd> fds;
       std::vector<std::pair<Conn*, bool>> owners;  // (connection, is_client) per fd after the first two
-      fds.push_back({listen_fd, POLLIN, 0});
-      fds.push_back({wake_fd, POLLIN, 0});
+      fds.push_back({service.listen_fd(), POLLIN, 0});
+      fds.push_back({service.wake_fd(), POLLIN, 0});
       // Stalled: no connection is polled at all (not even for a hang-up).
       for (Conn& c : conns) {
         if (mode == Mode::Stall) break;
@@ -123,10 +116,7 @@ struct FaultProxy::Engine {
       lock.lock();
       if (stopping) break;
       if (rc < 0) continue;  // EINTR
-      if (fds[1].revents & POLLIN) {
-        std::uint64_t n;
-        [[maybe_unused]] ssize_t r = ::read(wake_fd, &n, sizeof n);
-      }
+      if (fds[1].revents & POLLIN) service.drain();
       for (std::size_t i = 2; i < fds.size(); ++i) {
         if (fds[i].revents == 0) continue;
         Conn& c = *owners[i - 2].first;
@@ -192,7 +182,7 @@ struct FaultProxy::Engine {
   // ---- accepting ------------------------------------------------------------
 
   void accept_one() {
-    const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd = ::accept4(service.listen_fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
     owner.accepted_++;
     const int one = 1;
@@ -385,35 +375,20 @@ struct FaultProxy::Engine {
 
 FaultProxy::FaultProxy(int upstream_port, std::string upstream_host)
     : engine_(std::make_unique<Engine>(*this, std::move(upstream_host), upstream_port)) {
-  engine_->listen_fd = listen_loopback(&port_);
-  engine_->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (engine_->wake_fd < 0) {
-    ::close(engine_->listen_fd);
-    throw std::runtime_error(std::string("FaultProxy: eventfd: ") + std::strerror(errno));
-  }
-  try {
-    engine_->thread = std::thread([e = engine_.get()] { e->run(); });
-  } catch (...) {
-    ::close(engine_->listen_fd);
-    ::close(engine_->wake_fd);
-    throw;
-  }
+  port_ = engine_->service.port();
+  engine_->service.start([e = engine_.get()] { e->run(); });
 }
 
 FaultProxy::~FaultProxy() { stop(); }
 
-std::string FaultProxy::uri() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+std::string FaultProxy::uri() const { return loopback_uri(port_); }
 
 void FaultProxy::stop() {
-  if (!engine_ || !engine_->thread.joinable()) return;
-  {
-    std::lock_guard<std::mutex> lock(engine_->mu);
-    engine_->stopping = true;
-  }
-  engine_->wake();
-  engine_->thread.join();
-  ::close(engine_->listen_fd);
-  ::close(engine_->wake_fd);
+  if (!engine_) return;
+  engine_->service.stop([e = engine_.get()] {
+    std::lock_guard<std::mutex> lock(e->mu);
+    e->stopping = true;
+  });
 }
 
 void FaultProxy::forward() {

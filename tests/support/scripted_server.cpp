@@ -1,7 +1,6 @@
 #include "support/scripted_server.hpp"
 
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -73,12 +72,10 @@ ServerScript& ServerScript::reset() {
 struct ScriptedServer::Engine {
   ScriptedServer& owner;
   std::vector<ServerScript> scripts;
-  int listen_fd = -1;
-  int wake_fd = -1;
+  LoopbackService service{"ScriptedServer"};  // the listener, the wake-up and the thread
   std::mutex mu;
   bool stopping = false;
   std::list<Conn> conns;  // only the thread touches these
-  std::thread thread;
 
   Engine(ScriptedServer& o, std::vector<ServerScript> s) : owner(o), scripts(std::move(s)) {}
 
@@ -92,7 +89,7 @@ struct ScriptedServer::Engine {
       for (Conn& c : conns) advance(c, now);
       conns.remove_if([](const Conn& c) { return c.fd < 0; });
 
-      std::vector<pollfd> fds{{listen_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+      std::vector<pollfd> fds{{service.listen_fd(), POLLIN, 0}, {service.wake_fd(), POLLIN, 0}};
       auto next = Clock::time_point::max();
       for (Conn& c : conns) {
         short ev = c.in.size() < kMaxInput ? POLLIN : 0;
@@ -106,10 +103,7 @@ struct ScriptedServer::Engine {
             std::clamp<long long>(std::chrono::ceil<milliseconds>(next - now).count(), 0, 1000));
       }
       if (::poll(fds.data(), fds.size(), timeout) < 0) continue;  // EINTR
-      if (fds[1].revents & POLLIN) {
-        std::uint64_t n;
-        [[maybe_unused]] ssize_t r = ::read(wake_fd, &n, sizeof n);
-      }
+      if (fds[1].revents & POLLIN) service.drain();
       auto it = conns.begin();
       for (std::size_t i = 2; i < fds.size(); ++i, ++it) {
         if (fds[i].revents & POLLOUT) it->want_write = false;
@@ -124,7 +118,7 @@ struct ScriptedServer::Engine {
   }
 
   void accept_one() {
-    const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd = ::accept4(service.listen_fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
     const std::size_t index = owner.accepted_++;
     if (conns.size() >= kMaxConnections) {
@@ -235,36 +229,20 @@ ScriptedServer::ScriptedServer(ServerScript script) : ScriptedServer(std::vector
 ScriptedServer::ScriptedServer(std::vector<ServerScript> scripts) {
   if (scripts.empty()) throw std::runtime_error("ScriptedServer: no script");
   engine_ = std::make_unique<Engine>(*this, std::move(scripts));
-  engine_->listen_fd = listen_loopback(&port_);
-  engine_->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (engine_->wake_fd < 0) {
-    ::close(engine_->listen_fd);
-    throw std::runtime_error(std::string("ScriptedServer: eventfd: ") + std::strerror(errno));
-  }
-  try {
-    engine_->thread = std::thread([e = engine_.get()] { e->run(); });
-  } catch (...) {
-    ::close(engine_->listen_fd);
-    ::close(engine_->wake_fd);
-    throw;
-  }
+  port_ = engine_->service.port();
+  engine_->service.start([e = engine_.get()] { e->run(); });
 }
 
 ScriptedServer::~ScriptedServer() { stop(); }
 
-std::string ScriptedServer::uri() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+std::string ScriptedServer::uri() const { return loopback_uri(port_); }
 
 void ScriptedServer::stop() {
-  if (!engine_ || !engine_->thread.joinable()) return;
-  {
-    std::lock_guard<std::mutex> lock(engine_->mu);
-    engine_->stopping = true;
-  }
-  const std::uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(engine_->wake_fd, &one, sizeof one);
-  engine_->thread.join();
-  ::close(engine_->listen_fd);
-  ::close(engine_->wake_fd);
+  if (!engine_) return;
+  engine_->service.stop([e = engine_.get()] {
+    std::lock_guard<std::mutex> lock(e->mu);
+    e->stopping = true;
+  });
 }
 
 }  // namespace redkit::test

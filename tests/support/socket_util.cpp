@@ -4,10 +4,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 
@@ -60,6 +62,72 @@ void reset_socket(int fd) {
   const linger hard{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
   ::close(fd);
+}
+
+std::string loopback_uri(int port) { return "redis://127.0.0.1:" + std::to_string(port) + "/0"; }
+
+LoopbackService::LoopbackService(const std::string& who) {
+  listen_fd_ = listen_loopback(&port_);
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    const int saved = errno;
+    close_sockets();
+    throw std::runtime_error(who + ": eventfd: " + std::strerror(saved));
+  }
+}
+
+LoopbackService::~LoopbackService() { close_sockets(); }
+
+void LoopbackService::start(std::function<void()> run) {
+  try {
+    thread_ = std::thread(std::move(run));
+  } catch (...) {
+    close_sockets();
+    throw;
+  }
+}
+
+void LoopbackService::stop(const std::function<void()>& request_stop) {
+  if (!thread_.joinable()) return;
+  request_stop();
+  wake();
+  thread_.join();
+  close_sockets();
+}
+
+void LoopbackService::wake() const noexcept {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void LoopbackService::drain() const noexcept {
+  std::uint64_t n;
+  [[maybe_unused]] ssize_t r = ::read(wake_fd_, &n, sizeof n);
+}
+
+void LoopbackService::close_sockets() noexcept {
+  for (int* fd : {&listen_fd_, &wake_fd_}) {
+    if (*fd >= 0) ::close(*fd);
+    *fd = -1;
+  }
+}
+
+FullBacklog::FullBacklog() {
+  fd_ = listen_loopback(&port_, 0);
+  for (int i = 0; i < 4; ++i) {  // fill the queue: stop at the first connect that hangs
+    const int c = connect_loopback("127.0.0.1", port_, std::chrono::milliseconds(100));
+    if (c < 0) break;
+    fillers_.push_back(c);
+  }
+  if (fillers_.empty()) {
+    ::close(fd_);
+    throw std::runtime_error("FullBacklog: no connect to 127.0.0.1:" + std::to_string(port_) + " completed");
+  }
+}
+
+FullBacklog::~FullBacklog() {
+  for (int c : fillers_) ::close(c);
+  ::close(fd_);
 }
 
 }  // namespace redkit::test
