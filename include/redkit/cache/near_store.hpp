@@ -214,9 +214,10 @@ class NearStore final : public NearListener {
   }
 
   /// The server said key changed: the copy and any read in flight go.
+  /// Counted after the drop: whoever sees the count has the copy gone.
   void invalidate(std::string_view key) noexcept override {
-    invalidations_.fetch_add(1, std::memory_order_relaxed);
     drop(key);
+    invalidations_.fetch_add(1, std::memory_order_release);
   }
 
   /// Drops the copy of key and any read in flight (a write of this process).
@@ -229,9 +230,9 @@ class NearStore final : public NearListener {
     }
   }
 
-  /// Every copy and every read in flight go.
+  /// Every copy and every read in flight go; counted once all shards are
+  /// empty, so whoever sees the count sees no copy from before it.
   void flush() noexcept override {
-    flushes_.fetch_add(1, std::memory_order_relaxed);
     for (std::size_t i = 0; i < shard_count_; ++i) {
       Shard& s = shards_[i];
       std::list<Node> doomed;
@@ -245,12 +246,13 @@ class NearStore final : public NearListener {
       }
       // The values are destroyed outside the lock.
     }
+    flushes_.fetch_add(1, std::memory_order_release);
   }
 
   std::uint64_t hits() const noexcept { return hits_.load(); }
   std::uint64_t entries() const noexcept { return entries_.load(std::memory_order_relaxed); }
-  std::uint64_t invalidations() const noexcept { return invalidations_.load(std::memory_order_relaxed); }
-  std::uint64_t flushes() const noexcept { return flushes_.load(std::memory_order_relaxed); }
+  std::uint64_t invalidations() const noexcept { return invalidations_.load(std::memory_order_acquire); }
+  std::uint64_t flushes() const noexcept { return flushes_.load(std::memory_order_acquire); }
 
  private:
   struct Node {
