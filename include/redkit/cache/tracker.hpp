@@ -102,7 +102,6 @@ inline bool covers(const std::vector<std::string>& tracked, bool tracking_all, s
   return false;
 }
 
-/// The tracker of one client in one process (client.process_local<Tracker>()).
 /// How long the near cache waits for a server (tracking confirmed on first
 /// use, a PING's PONG): the client's command_timeout, or 1 s when that is
 /// 0 (no limit).
@@ -112,6 +111,7 @@ std::chrono::milliseconds reply_wait(const Client& client) {
   return t.count() > 0 ? t : std::chrono::milliseconds(1000);
 }
 
+/// The tracker of one client in one process (client.process_local<Tracker>()).
 template <class Client>
 class Tracker {
   class Inner;
