@@ -117,7 +117,9 @@ struct FaultProxy::Engine {
       if (stopping) break;
       if (rc < 0) continue;  // EINTR
       if (fds[1].revents & POLLIN) service.drain();
-      for (std::size_t i = 2; i < fds.size(); ++i) {
+      // stall() may have come while this thread was in poll(): what the
+      // sockets hold then stays unread.
+      for (std::size_t i = 2; i < fds.size() && mode != Mode::Stall; ++i) {
         if (fds[i].revents == 0) continue;
         Conn& c = *owners[i - 2].first;
         const bool is_client = owners[i - 2].second;
