@@ -4,20 +4,13 @@
 // waiter in Redis per process), the standard lock types, redis-py interop,
 // WAIT for replicas, faults through a loopback proxy, failover and the
 // fencing torture test.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <limits.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <limits>
 #include <map>
 #include <memory>
@@ -34,6 +27,7 @@
 
 #include "support/clients.hpp"
 #include "support/cluster.hpp"
+#include "support/fault_proxy.hpp"
 #include "support/nodes.hpp"
 #include "support/sentinel.hpp"
 #include "support/server.hpp"
@@ -43,6 +37,7 @@ using redkit::Command;
 using redkit::LockOptions;
 using redkit::RedisLock;
 using redkit::test::ChildProcess;
+using redkit::test::FaultProxy;
 using redkit::test::RedisServer;
 using redkit::test::ServerOptions;
 using redkit::test::unique_prefix;
@@ -92,165 +87,6 @@ bool python_has_redis() {
   ChildProcess py("/usr/bin/python3", {"-c", "import redis"});
   return py.wait(10s) == 0;
 }
-
-// The smallest loopback fault proxy these tests need (the shared FaultProxy
-// of tests/support is being written on another branch; this one is to be
-// folded into it). It forwards bytes both ways between each client
-// connection and its own connection to the server. An armed fault fires on
-// the next chunk from a client that contains all of its trigger strings:
-// the chunk is forwarded, then Reset drops the server's answer and resets
-// the client connection (the command ran, its reply is lost), Stall drops
-// everything the server sends on that connection from then on (the client
-// times out).
-class MiniFaultProxy {
- public:
-  enum class Fault { Reset, Stall };
-
-  explicit MiniFaultProxy(int target_port) : target_port_(target_port) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (listen_fd_ < 0 || ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(listen_fd_, 64) != 0 || ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      throw std::runtime_error("MiniFaultProxy: cannot listen on 127.0.0.1");
-    }
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] { run(); });
-  }
-  ~MiniFaultProxy() {
-    stop_ = true;
-    thread_.join();
-    for (auto& p : pairs_) close_pair(p);
-    ::close(listen_fd_);
-  }
-  MiniFaultProxy(const MiniFaultProxy&) = delete;
-  MiniFaultProxy& operator=(const MiniFaultProxy&) = delete;
-
-  int port() const { return port_; }
-  std::string uri() const { return "redis://127.0.0.1:" + std::to_string(port_); }
-
-  void arm(Fault fault, std::vector<std::string> trigger) {
-    std::lock_guard<std::mutex> lk(m_);
-    armed_.push_back(Armed{fault, std::move(trigger)});
-  }
-  int fired() const { return fired_.load(); }
-
- private:
-  struct Armed {
-    Fault fault;
-    std::vector<std::string> trigger;
-  };
-  struct Pair {
-    int client = -1;
-    int server = -1;
-    bool reset_on_reply = false;
-    bool stalled = false;
-  };
-
-  static void close_pair(Pair& p) {
-    if (p.client >= 0) ::close(p.client);
-    if (p.server >= 0) ::close(p.server);
-    p.client = p.server = -1;
-  }
-
-  static void reset(Pair& p) {
-    linger l{1, 0};  // close with RST
-    ::setsockopt(p.client, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-    close_pair(p);
-  }
-
-  static bool send_all(int fd, const char* data, std::size_t n) {
-    while (n > 0) {
-      const ssize_t w = ::send(fd, data, n, MSG_NOSIGNAL);
-      if (w <= 0) return false;
-      data += w;
-      n -= static_cast<std::size_t>(w);
-    }
-    return true;
-  }
-
-  void accept_one() {
-    const int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) return;
-    const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<std::uint16_t>(target_port_));
-    if (s < 0 || ::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      ::close(c);
-      if (s >= 0) ::close(s);
-      return;
-    }
-    pairs_.push_back(Pair{c, s});
-  }
-
-  // A chunk from a client: does it fire an armed fault?
-  void check_fault(Pair& p, const std::string& chunk) {
-    std::lock_guard<std::mutex> lk(m_);
-    for (auto it = armed_.begin(); it != armed_.end(); ++it) {
-      bool all = true;
-      for (const auto& t : it->trigger) all = all && chunk.find(t) != std::string::npos;
-      if (!all) continue;
-      if (it->fault == Fault::Reset) p.reset_on_reply = true;
-      if (it->fault == Fault::Stall) p.stalled = true;
-      armed_.erase(it);
-      ++fired_;
-      return;
-    }
-  }
-
-  void run() {
-    char buf[65536];
-    while (!stop_) {
-      std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}};
-      for (const auto& p : pairs_) {
-        fds.push_back({p.client, POLLIN, 0});
-        fds.push_back({p.server, POLLIN, 0});
-      }
-      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
-      if (fds[0].revents & POLLIN) accept_one();
-      for (std::size_t i = 0; i < pairs_.size() && 2 * i + 2 < fds.size() + 1; ++i) {
-        Pair& p = pairs_[i];
-        if (p.client < 0) continue;
-        if (fds[2 * i + 1].revents & (POLLIN | POLLHUP | POLLERR)) {
-          const ssize_t n = ::recv(p.client, buf, sizeof buf, 0);
-          if (n <= 0) {
-            close_pair(p);
-            continue;
-          }
-          check_fault(p, std::string(buf, static_cast<std::size_t>(n)));
-          if (!send_all(p.server, buf, static_cast<std::size_t>(n))) close_pair(p);
-        }
-        if (p.client < 0) continue;
-        if (fds[2 * i + 2].revents & (POLLIN | POLLHUP | POLLERR)) {
-          const ssize_t n = ::recv(p.server, buf, sizeof buf, 0);
-          if (n <= 0) {
-            close_pair(p);
-          } else if (p.reset_on_reply) {
-            reset(p);  // the command ran; its reply is lost
-          } else if (!p.stalled && !send_all(p.client, buf, static_cast<std::size_t>(n))) {
-            close_pair(p);
-          }
-        }
-      }
-      pairs_.erase(std::remove_if(pairs_.begin(), pairs_.end(), [](const Pair& p) { return p.client < 0; }),
-                   pairs_.end());
-    }
-  }
-
-  const int target_port_;
-  int listen_fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> fired_{0};
-  std::mutex m_;
-  std::deque<Armed> armed_;
-  std::vector<Pair> pairs_;  // the proxy thread's
-  std::thread thread_;
-};
 
 // The id of the one connection blocked in BLPOP on a server, or "".
 std::string blocked_client_id(const RedisServer& server) {
@@ -1245,7 +1081,7 @@ else:
 
 // A client that reaches the shared server through proxy, with a short
 // command timeout.
-redkit::Redis through(const MiniFaultProxy& proxy) {
+redkit::Redis through(const FaultProxy& proxy) {
   redkit::Options o = redkit::Options::from_uri(proxy.uri());
   o.command_timeout = 300ms;
   return redkit::Redis(o);
@@ -1253,13 +1089,13 @@ redkit::Redis through(const MiniFaultProxy& proxy) {
 
 TEST(LockFaults, AnAcquireWhoseReplyIsLostToAResetIsRecognisedByTheRetry) {
   RedisServer& server = redkit::test::shared_server();
-  MiniFaultProxy proxy(server.port());
+  FaultProxy proxy(server.port());
   redkit::Redis client = through(proxy);
   const std::string name = unique_prefix() + "lock";
   RedisLock<> lock(client, name);
-  proxy.arm(MiniFaultProxy::Fault::Reset, {"\r\nSET\r\n", name});
+  proxy.reset_after_command_containing({"\r\nSET\r\n", name});
   ASSERT_TRUE(lock.try_lock());  // the SET ran, its reply was lost: the retry finds our token
-  EXPECT_EQ(proxy.fired(), 1);
+  EXPECT_EQ(proxy.matched(), 1u);
   EXPECT_TRUE(lock.owns_lock());
   EXPECT_EQ(server.cli("GET", name), lock.token());
   lock.unlock();
@@ -1268,15 +1104,15 @@ TEST(LockFaults, AnAcquireWhoseReplyIsLostToAResetIsRecognisedByTheRetry) {
 
 TEST(LockFaults, AnAcquireWhoseReplyStallsPastTheTimeoutIsRecognisedByTheRetry) {
   RedisServer& server = redkit::test::shared_server();
-  MiniFaultProxy proxy(server.port());
+  FaultProxy proxy(server.port());
   redkit::Redis client = through(proxy);
   const std::string name = unique_prefix() + "lock";
   RedisLock<> lock(client, name);
-  proxy.arm(MiniFaultProxy::Fault::Stall, {"\r\nSET\r\n", name});
+  proxy.mute_after_command_containing({"\r\nSET\r\n", name});
   const auto t0 = Clock::now();
   ASSERT_TRUE(lock.try_lock());
   EXPECT_GE(ms_since(t0), 250);  // the first reply never came
-  EXPECT_EQ(proxy.fired(), 1);
+  EXPECT_EQ(proxy.matched(), 1u);
   EXPECT_EQ(server.cli("GET", name), lock.token());
   lock.unlock();
   EXPECT_EQ(server.cli("EXISTS", name), "0");
@@ -1284,14 +1120,14 @@ TEST(LockFaults, AnAcquireWhoseReplyStallsPastTheTimeoutIsRecognisedByTheRetry) 
 
 TEST(LockFaults, AnAcquireWhoseRetryFailsTooIsReleasedBeforeItThrows) {
   RedisServer& server = redkit::test::shared_server();
-  MiniFaultProxy proxy(server.port());
+  FaultProxy proxy(server.port());
   redkit::Redis client = through(proxy);
   const std::string name = unique_prefix() + "lock";
   RedisLock<> lock(client, name);
-  proxy.arm(MiniFaultProxy::Fault::Reset, {"\r\nSET\r\n", name});
-  proxy.arm(MiniFaultProxy::Fault::Reset, {"EVALSHA", redkit::detail::lock_recognise_script().sha(), name});
+  proxy.reset_after_command_containing({"\r\nSET\r\n", name});
+  proxy.reset_after_command_containing({"EVALSHA", redkit::detail::lock_recognise_script().sha(), name});
   EXPECT_THROW(lock.try_lock(), redkit::IoError);
-  EXPECT_EQ(proxy.fired(), 2);
+  EXPECT_EQ(proxy.matched(), 2u);
   EXPECT_FALSE(lock.owns_lock());
   EXPECT_EQ(server.cli("EXISTS", name), "0");  // not left for its 30 s TTL
   RedisLock<> other(redkit::Redis(server.uri()), name);
@@ -1300,7 +1136,7 @@ TEST(LockFaults, AnAcquireWhoseRetryFailsTooIsReleasedBeforeItThrows) {
 
 TEST(LockFaults, AFenceOnAcquireWhoseReplyIsLostIsRecognisedWithItsFence) {
   RedisServer& server = redkit::test::shared_server();
-  MiniFaultProxy proxy(server.port());
+  FaultProxy proxy(server.port());
   redkit::Redis client = through(proxy);
   const std::string name = unique_prefix() + "lock";
   LockOptions o;
@@ -1309,9 +1145,9 @@ TEST(LockFaults, AFenceOnAcquireWhoseReplyIsLostIsRecognisedWithItsFence) {
   ASSERT_TRUE(lock.try_lock());
   const std::int64_t first = lock.fencing_token();
   lock.unlock();
-  proxy.arm(MiniFaultProxy::Fault::Reset, {"EVALSHA", redkit::detail::lock_acquire_fenced_script().sha(), name});
+  proxy.reset_after_command_containing({"EVALSHA", redkit::detail::lock_acquire_fenced_script().sha(), name});
   ASSERT_TRUE(lock.try_lock());
-  EXPECT_EQ(proxy.fired(), 1);
+  EXPECT_EQ(proxy.matched(), 1u);
   const std::int64_t second = lock.fencing_token();
   EXPECT_GT(second, first);
   EXPECT_EQ(server.cli("GET", "{" + name + "}:fence"), std::to_string(second));  // one fence for the hold
@@ -1319,16 +1155,16 @@ TEST(LockFaults, AFenceOnAcquireWhoseReplyIsLostIsRecognisedWithItsFence) {
 
 TEST(LockFaults, AWaitThatFailsReleasesTheLockBeforeTheAcquireThrows) {
   RedisServer& server = redkit::test::shared_server();
-  MiniFaultProxy proxy(server.port());
+  FaultProxy proxy(server.port());
   redkit::Redis client = through(proxy);
   const std::string name = unique_prefix() + "lock";
   LockOptions o;
   o.wait_replicas = 1;
   o.wait_timeout = 100ms;
   RedisLock<> lock(client, name, o);
-  proxy.arm(MiniFaultProxy::Fault::Reset, {"\r\nWAIT\r\n"});
+  proxy.reset_after_command_containing({"\r\nWAIT\r\n"});
   EXPECT_THROW(lock.try_lock(), redkit::IoError);
-  EXPECT_EQ(proxy.fired(), 1);
+  EXPECT_EQ(proxy.matched(), 1u);
   EXPECT_FALSE(lock.owns_lock());
   EXPECT_EQ(server.cli("EXISTS", name), "0");
 }

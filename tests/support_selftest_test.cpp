@@ -457,6 +457,50 @@ TEST(SupportFaultProxy, ResetAfterNextCommandRunsItButTheClientNeverSeesTheReply
   EXPECT_EQ(proxy.commands_forwarded(), 2u);  // PING, first INCR
 }
 
+TEST(SupportFaultProxy, ResetAfterCommandContainingFiresOnTheFirstCommandWithEveryPart) {
+  RedisServer server;
+  FaultProxy proxy(server.port());
+  RawClient c(proxy.port());
+  proxy.reset_after_command_containing({"INCR", "b"});
+  // "a" has INCR but not b: it flows; the first INCR of b fires; nothing after it is forwarded.
+  c.send(resp_command({"INCR", "a"}) + resp_command({"GET", "b"}));
+  EXPECT_EQ(c.read(9, 5s), ":1\r\n$-1\r\n");
+  EXPECT_EQ(proxy.matched(), 0u);
+  c.send(resp_command({"INCR", "b"}) + resp_command({"INCR", "b"}));
+  EXPECT_EQ(c.read(100, 5s), "");
+  EXPECT_EQ(c.end(), RawClient::End::Reset);
+  EXPECT_EQ(proxy.matched(), 1u);
+  EXPECT_TRUE(redkit::test::wait_until([&] { return proxy.open_connections() == 0; }, 5s));
+  EXPECT_EQ(server.cli("GET", "b"), "1");  // it ran once, the second never reached the server
+  EXPECT_EQ(server.cli("GET", "a"), "1");
+  // Fired once: the next connection's INCR b flows.
+  RawClient d(proxy.port());
+  d.send(resp_command({"INCR", "b"}));
+  EXPECT_EQ(d.read(4, 5s), ":2\r\n");
+}
+
+TEST(SupportFaultProxy, MuteAfterCommandContainingRunsItAndLosesEveryLaterReply) {
+  RedisServer server;
+  FaultProxy proxy(server.port());
+  RawClient c(proxy.port());
+  proxy.mute_after_command_containing({"SET", "k"});
+  c.send(resp_command({"PING"}));
+  EXPECT_EQ(c.read(7, 5s), "+PONG\r\n");
+  c.send(resp_command({"SET", "k", "v"}));
+  EXPECT_EQ(c.read(5, 300ms), "");
+  EXPECT_EQ(c.end(), RawClient::End::Open);
+  EXPECT_EQ(proxy.matched(), 1u);
+  EXPECT_EQ(server.cli("GET", "k"), "v");  // the command ran
+  c.send(resp_command({"INCR", "n"}));      // later commands run too; their replies are lost
+  EXPECT_TRUE(redkit::test::wait_until([&] { return server.cli("GET", "n") == "1"; }, 5s));
+  EXPECT_EQ(c.read(4, 300ms), "");
+  EXPECT_EQ(c.end(), RawClient::End::Open);
+  // Another connection is not muted.
+  RawClient d(proxy.port());
+  d.send(resp_command({"GET", "k"}));
+  EXPECT_EQ(d.read(7, 5s), "$1\r\nv\r\n");
+}
+
 TEST(SupportFaultProxy, StallKeepsTheSocketOpenAndForwardResumes) {
   RedisServer server;
   FaultProxy proxy(server.port());

@@ -34,6 +34,16 @@ constexpr milliseconds kConnectWait{1000};   // upstream connect
 
 enum class Mode { Forward, Delay, Stall, BlackHole };
 
+// An armed *_command_containing one-shot.
+struct Matcher {
+  bool reset;  // else mute
+  std::vector<std::string> parts;
+  bool matches(std::string_view command) const {
+    return std::all_of(parts.begin(), parts.end(),
+                       [&](const std::string& part) { return command.find(part) != std::string_view::npos; });
+  }
+};
+
 // Bytes read from one side, waiting to be written to the other.
 struct Chunk {
   Clock::time_point due;
@@ -47,6 +57,7 @@ struct Pipe {
   std::size_t queued = 0;
   RespFramer framer;
   bool dropping = false;            // discarding the reply drop_next_reply picked
+  std::string command;              // the command so far, while a *_command_containing is armed
   bool reset_when_flushed = false;  // reset_after_bytes fired: reset both sockets once written
 };
 
@@ -56,6 +67,7 @@ struct Conn {
   Pipe up;    // client -> server
   Pipe down;  // server -> client
   bool black_holed = false;
+  bool muted = false;                      // mute_after_command_containing fired: replies discarded
   bool reset_client_when_flushed = false;  // reset_after_next_command fired
   bool draining = false;                   // client reset; awaiting the reply, then close
   bool upstream_eof = false;
@@ -77,6 +89,7 @@ struct FaultProxy::Engine {
   bool drop_armed = false;
   std::optional<std::size_t> reset_bytes[2];  // by Flow
   bool reset_command_armed = false;
+  std::deque<Matcher> matchers;
   bool reset_all_requested = false;
   bool stopping = false;
   std::list<Conn> conns;
@@ -242,7 +255,7 @@ struct FaultProxy::Engine {
       }
       return;
     }
-    if (c.black_holed) return;
+    if (c.black_holed || (c.muted && !is_client)) return;
     take(c, is_client ? Flow::ToServer : Flow::ToClient, data);
   }
 
@@ -276,11 +289,26 @@ struct FaultProxy::Engine {
         *reset_bytes_left -= piece.size();
       }
       enqueue(p, flow, piece);
+      if (flow == Flow::ToServer && !matchers.empty()) p.command.append(piece);
       if (!ended) continue;
       if (flow == Flow::ToServer) {
         owner.commands_++;
+        bool reset = false;
         if (reset_command_armed) {
           reset_command_armed = false;
+          reset = true;
+        } else if (!p.command.empty()) {
+          const auto hit = std::find_if(matchers.begin(), matchers.end(),
+                                        [&](const Matcher& m) { return m.matches(p.command); });
+          if (hit != matchers.end()) {
+            owner.matched_++;
+            reset = hit->reset;
+            if (!hit->reset) c.muted = true;
+            matchers.erase(hit);
+          }
+        }
+        p.command.clear();
+        if (reset) {
           c.reset_client_when_flushed = true;
           return;  // later pipelined commands are never forwarded
         }
@@ -400,6 +428,7 @@ void FaultProxy::forward() {
   engine_->reset_bytes[0].reset();
   engine_->reset_bytes[1].reset();
   engine_->reset_command_armed = false;
+  engine_->matchers.clear();
   engine_->wake();
 }
 
@@ -437,6 +466,18 @@ void FaultProxy::reset_after_bytes(Flow flow, std::size_t n) {
 void FaultProxy::reset_after_next_command() {
   std::lock_guard<std::mutex> lock(engine_->mu);
   engine_->reset_command_armed = true;
+  engine_->wake();
+}
+
+void FaultProxy::reset_after_command_containing(std::vector<std::string> parts) {
+  std::lock_guard<std::mutex> lock(engine_->mu);
+  engine_->matchers.push_back(Matcher{true, std::move(parts)});
+  engine_->wake();
+}
+
+void FaultProxy::mute_after_command_containing(std::vector<std::string> parts) {
+  std::lock_guard<std::mutex> lock(engine_->mu);
+  engine_->matchers.push_back(Matcher{false, std::move(parts)});
   engine_->wake();
 }
 

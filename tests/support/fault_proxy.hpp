@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace redkit::test {
 
@@ -92,6 +93,15 @@ class FaultProxy {
   /// upstream socket is closed, so the command has surely run: the client
   /// sees a reset for a command that took effect.
   void reset_after_next_command();
+  /// One-shot: reset_after_next_command() for the next command whose bytes
+  /// contain every string of `parts` (other commands flow). Several may be
+  /// armed at once; a command fires the first that it matches.
+  void reset_after_command_containing(std::vector<std::string> parts);
+  /// One-shot: the next command whose bytes contain every string of `parts`
+  /// is forwarded, and every reply on its connection from then on is read
+  /// from the server and discarded; the sockets stay open, so the client
+  /// waits for its timeout.
+  void mute_after_command_containing(std::vector<std::string> parts);
   /// Resets (RST) every open connection now, both sockets.
   void reset_all();
 
@@ -103,6 +113,8 @@ class FaultProxy {
   std::size_t commands_forwarded() const noexcept { return commands_.load(); }
   std::size_t replies_forwarded() const noexcept { return replies_.load(); }
   std::size_t replies_dropped() const noexcept { return dropped_.load(); }
+  /// One-shots of the *_command_containing kind that fired.
+  std::size_t matched() const noexcept { return matched_.load(); }
   /// Connections reset by a fault (reset_after_*, reset_all, upstream refused).
   std::size_t resets() const noexcept { return resets_.load(); }
   std::uint64_t bytes_forwarded(Flow flow) const noexcept {
@@ -117,7 +129,7 @@ class FaultProxy {
 
   int port_ = 0;
   std::unique_ptr<Engine> engine_;
-  std::atomic<std::size_t> accepted_{0}, open_{0}, commands_{0}, replies_{0}, dropped_{0}, resets_{0};
+  std::atomic<std::size_t> accepted_{0}, open_{0}, commands_{0}, replies_{0}, dropped_{0}, resets_{0}, matched_{0};
   std::atomic<std::uint64_t> bytes_up_{0}, bytes_down_{0};
 };
 
