@@ -134,13 +134,13 @@ class SingleLockBackend {
   /// One round of waiting in Redis after a failed attempt: registers this
   /// process in `waiting` (once; refreshed every kWaitingTtl / 3; checked
   /// again after a look-again), then blocks on the wake list for the
-  /// fallback wait, capped by the holder's PTTL when just learned and by the
-  /// deadline. Returns when the caller should attempt again.
+  /// fallback wait, capped by the holder's PTTL when just learned (by the
+  /// failed attempt `last`, or by the registration) and by the deadline.
+  /// Returns when the caller should attempt again.
   void wait_round(WaitState& ws, WaitRound& round, const LockAttempt& last, LockClock::time_point deadline,
                   const LockOptions& o) {
-    (void)last;
     const auto now = LockClock::now();
-    milliseconds holder_ttl{-1};
+    milliseconds holder_ttl = last.holder_ttl;
     if (!ws.registered || ws.ensure || now - ws.refreshed >= kWaitingTtl / 3) {
       const char* mode = !ws.registered ? "add" : (ws.ensure ? "ensure" : "keep");
       const long long t = client_
