@@ -31,6 +31,7 @@ using redkit::test::ChildProcess;
 using redkit::test::RedisServer;
 using redkit::test::unique_prefix;
 using redkit::test::wait_until;
+using redkit::test::waiting_count;
 using redkit::test::info_number;
 using redkit::test::ms_since;
 using Clock = std::chrono::steady_clock;
@@ -117,6 +118,23 @@ TYPED_TEST(SemaphoreTest, TryAcquireFailsWhenAllAreHeldAndSucceedsAfterARelease)
   EXPECT_EQ(this->held(), 2);
 }
 
+// Untrusted side keys: a waiting count that is a list (or any non-number)
+// makes a waiter's registration fail with a typed error; a release still
+// gives the permit back.
+TYPED_TEST(SemaphoreTest, AForeignValueInTheWaitingCountIsAReplyErrorAndTheReleaseStillWorks) {
+  typename TestFixture::Semaphore a(this->client, this->name, 1, no_renew(5s));
+  typename TestFixture::Semaphore b(this->other, this->name, 1, slow_fallback());
+  auto p = a.acquire();
+  this->client.command(Command{"RPUSH"}.key(this->keys.waiting).arg("x"));
+  this->client.command(Command{"PEXPIRE"}.key(this->keys.waiting).arg(60000));
+  EXPECT_THROW(b.try_acquire_for(200ms), redkit::ReplyError);
+  p.release();
+  EXPECT_EQ(this->held(), 0);
+  EXPECT_EQ(this->client.command(Command{"LLEN"}.key(this->keys.waiting)).integer(), 1);  // left as it was
+  this->client.command(Command{"DEL"}.key(this->keys.waiting));
+  EXPECT_TRUE(b.try_acquire().has_value());
+}
+
 TYPED_TEST(SemaphoreTest, EveryKeySharesTheSlotOfTheNameAndExpires) {
   typename TestFixture::Semaphore holder(this->client, this->name, 1, no_renew(5s));
   typename TestFixture::Semaphore waiter(this->other, this->name, 1);
@@ -129,7 +147,7 @@ TYPED_TEST(SemaphoreTest, EveryKeySharesTheSlotOfTheNameAndExpires) {
   const long long permits_ttl = this->pttl(k.permits);
   EXPECT_GT(permits_ttl, 3500000);  // the longest permit (5 s) + 1 hour, refreshed when half of that hour is gone
   EXPECT_LE(permits_ttl, 3605000);
-  EXPECT_EQ(this->client.command(Command{"EXISTS"}.key(k.waiting)).integer(), 0);  // the waiter left
+  EXPECT_EQ(waiting_count(this->client, k.waiting), 0);  // the waiter left
   std::atomic<bool> got{false};
   std::thread t([&] { got = waiter.try_acquire_for(10s).has_value(); });
   ASSERT_TRUE(wait_until([&] { return this->blocked() == 1; }, 5s));
@@ -139,7 +157,7 @@ TYPED_TEST(SemaphoreTest, EveryKeySharesTheSlotOfTheNameAndExpires) {
   p.release();
   t.join();
   EXPECT_TRUE(got.load());
-  EXPECT_EQ(this->client.command(Command{"EXISTS"}.key(k.waiting)).integer(), 0);
+  EXPECT_EQ(waiting_count(this->client, k.waiting), 0);
   EXPECT_EQ(this->client.command(Command{"EXISTS"}.key(k.wake)).integer(), 0);
 }
 
@@ -232,7 +250,7 @@ TYPED_TEST(SemaphoreTest, AWaiterRegistersInItsFirstAttemptWhenAllAreHeld) {
   // call; then the wait on the wake list, and the leave script. No attempt
   // that only finds all permits held.
   EXPECT_EQ(scripts, 2);
-  EXPECT_EQ(this->client.command(Command{"EXISTS"}.key(this->keys.waiting)).integer(), 0);  // the waiter left
+  EXPECT_EQ(waiting_count(this->client, this->keys.waiting), 0);  // the waiter left
 }
 
 TYPED_TEST(SemaphoreTest, OneReleaseWakesOneWaitingProcess) {
@@ -283,13 +301,13 @@ TYPED_TEST(SemaphoreTest, ThreadsOfOneProcessWaitInItWithOneWaiterInRedis) {
   EXPECT_TRUE(wait_until([&] { return this->blocked() == 1; }, 5s));
   std::this_thread::sleep_for(300ms);  // time for a second waiter to show itself
   EXPECT_EQ(this->blocked(), 1);
-  EXPECT_EQ(this->client.command(Command{"LLEN"}.key(this->keys.waiting)).integer(), 1);
+  EXPECT_EQ(waiting_count(this->client, this->keys.waiting), 1);
   const auto t0 = Clock::now();
   p1.release();
   for (auto& t : threads) t.join();
   EXPECT_EQ(acquired.load(), kThreads);
   EXPECT_LT(ms_since(t0), 5000);  // each release let the next in, well inside one fallback wait
-  EXPECT_EQ(this->client.command(Command{"EXISTS"}.key(this->keys.waiting)).integer(), 0);
+  EXPECT_EQ(waiting_count(this->client, this->keys.waiting), 0);
 }
 
 TYPED_TEST(SemaphoreTest, AutoRenewKeepsA300msPermitForFourTimesItsTtl) {
@@ -369,7 +387,7 @@ TYPED_TEST(SemaphoreTest, TryAcquireForNeverWaitsPastItsDeadline) {
   EXPECT_FALSE(waiter.try_acquire_until(std::chrono::system_clock::now() + 200ms));
   EXPECT_GE(ms_since(t0), 190);
   EXPECT_LT(ms_since(t0), 350);
-  EXPECT_EQ(this->client.command(Command{"EXISTS"}.key(this->keys.waiting)).integer(), 0);
+  EXPECT_EQ(waiting_count(this->client, this->keys.waiting), 0);
 }
 
 TYPED_TEST(SemaphoreTest, TryAcquireForGetsAPermitReleasedBeforeItsDeadline) {
@@ -404,7 +422,7 @@ TYPED_TEST(SemaphoreTest, AnUncontendedAcquireAndReleaseCostTheServerTenCalls) {
   const long long calls = this->server_commands() - before - 1;
   this->RecordProperty("server_calls_per_pair", std::to_string(static_cast<double>(calls) / kPairs));
   // EVALSHA + ZSCORE, TIME, ZREMRANGEBYSCORE, ZCARD, ZADD, PTTL; EVALSHA +
-  // ZREM, RPOPLPUSH. Sentinels and replicas add a few.
+  // ZREM, GET. Sentinels and replicas add a few.
   EXPECT_GE(calls, 10 * kPairs);
   EXPECT_LE(calls, 10 * kPairs + 10) << calls << " calls for " << kPairs << " pairs";
 }
@@ -441,7 +459,7 @@ TYPED_TEST(SemaphoreTest, PermitsMoveAndAreReleasedByTheirLastOwner) {
 TEST(Semaphore, KeysShareTheSlotOfTheNameAndAreApartFromALocksSideKeys) {
   auto plain = redkit::detail::semaphore_keys("jobs");
   EXPECT_EQ(plain.permits, "{jobs}:sem:permits");
-  EXPECT_EQ(plain.waiting, "{jobs}:sem:waiting");
+  EXPECT_EQ(plain.waiting, "{jobs}:sem:waiters");
   EXPECT_EQ(plain.wake, "{jobs}:sem:wake");
   EXPECT_NE(plain.waiting, redkit::detail::lock_keys("jobs").waiting);
   auto tagged = redkit::detail::semaphore_keys("{user:7}.uploads");

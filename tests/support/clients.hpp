@@ -39,6 +39,19 @@ long long info_number(Client& client, const std::string& section, const std::str
   return value.empty() ? -1 : std::stoll(value);
 }
 
+/// How many processes a lock's or semaphore's `waiting` key counts (0 when
+/// the key is gone). Fails the test if the key is there without an expiry
+/// or with more than kWaitingTtl (60 s) left.
+template <class Client>
+long long waiting_count(Client& client, const std::string& key) {
+  redkit::Reply v = client.command(redkit::Command{"GET"}.key(key));
+  if (v.is_nil()) return 0;
+  const long long ttl = client.command(redkit::Command{"PTTL"}.key(key)).integer();
+  EXPECT_GT(ttl, 0) << key << " has no expiry";
+  EXPECT_LE(ttl, 60000) << key;
+  return std::stoll(std::string(v.string()));
+}
+
 struct SingleServer {
   using Client = redkit::Redis;
   static Client make() { return Client(Options::from_uri(shared_server().uri())); }

@@ -39,7 +39,7 @@ class BasicLock {
   /// Blocks until the calling thread holds the lock. One server: one plain
   /// `SET key token NX PX ttl` (with fence_on_acquire: the acquire script,
   /// which also issues the fence); while another process holds it, this
-  /// process registers once in `{name}:waiting` (EVALSHA) and one of its
+  /// process registers once in the count `{name}:waiters` (EVALSHA) and one of its
   /// threads blocks in BLPOP on `{name}:wake` on one dedicated connection,
   /// woken by the release (or by the fallback wait), then tries again; the
   /// other threads of the process wait in the process. Redlock: the acquire
@@ -79,8 +79,9 @@ class BasicLock {
 
   /// Releases the calling thread's hold taken through this object: stops
   /// its renewal, then deletes the key where it still holds our token (one
-  /// server: one EVALSHA that compares, deletes and moves one waiting
-  /// process's registration to the wake list; Redlock: the same on every
+  /// server: one EVALSHA that reads the token and the waiting count in one
+  /// MGET, deletes, and, when a process is counted as waiting, turns one
+  /// registration into a wake-up in `{name}:wake`; Redlock: the same on every
   /// master in parallel); a key that is gone or another holder's is left
   /// alone. Then the next waiting thread of this process may try. Never
   /// throws: a key it could not reach expires by its TTL. No-op when the

@@ -15,8 +15,8 @@ namespace redkit::detail {
 struct LockKeys {
   std::string key;      ///< the lock: holds the holder's token, with PX
   std::string fence;    ///< the fencing counter (expires kFenceTtl after its last use)
-  std::string waiting;  ///< list: one element per process waiting in Redis (expires)
-  std::string wake;     ///< list: wake-ups a release moves there from `waiting` (expires)
+  std::string waiting;  ///< integer: how many processes wait in Redis (expires; see kRegisterWaiterLua)
+  std::string wake;     ///< list: one wake-up per release that found `waiting` >= 1 (expires)
 };
 
 /// True if name has a hash tag (its side keys are then `name:suffix`),
@@ -50,7 +50,7 @@ inline std::string side_key(const std::string& name, bool tagged, std::string_vi
 /// a '}' outside a hash tag (`{name}` would then hash a prefix of it).
 inline LockKeys lock_keys(const std::string& name) {
   const bool tagged = side_keys_tagged(name, "lock");
-  return {name, side_key(name, tagged, ":fence"), side_key(name, tagged, ":waiting"),
+  return {name, side_key(name, tagged, ":fence"), side_key(name, tagged, ":waiters"),
           side_key(name, tagged, ":wake")};
 }
 

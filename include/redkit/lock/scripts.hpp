@@ -17,7 +17,7 @@ namespace redkit::detail {
 /// microseconds, which is larger than any fence handed out before it as long
 /// as fewer than one fence per microsecond is issued on the name.
 inline constexpr std::chrono::milliseconds kFenceTtl = std::chrono::hours(1);
-/// Lifetime of the `waiting` list after the last registration or refresh;
+/// Lifetime of the `waiting` count after the last registration or refresh;
 /// a waiter refreshes it every kWaitingTtl / 3 and never blocks longer.
 inline constexpr std::chrono::milliseconds kWaitingTtl{60000};
 /// How long a wake-up waits in the `wake` list for a waiter to take it.
@@ -56,19 +56,50 @@ local function fence(key, ttl)
 end
 )lua";
 
+// The Lua functions the scripts of waiting share (the lock's and the
+// semaphore's), one fragment each, so a script defines only what it calls
+// (a function definition runs on every call of the script). The `waiting`
+// key is an integer string with a TTL: how many processes wait in Redis for
+// the name (never below 0; 0 or missing: none). A string, not a list, so
+// that a release reads it in the same MGET as the lock's token: an
+// uncontended release runs no extra call to learn that nobody waits.
+
+/// register_waiter(key, mode, ttl): per mode, 'add' one registration,
+/// 'ensure' one only if none is counted (after a failover or a lost wait
+/// connection), or 'keep' (only the TTL); the TTL becomes ttl ms.
+inline constexpr const char kRegisterWaiterLua[] = R"lua(
+local function register_waiter(key, mode, ttl)
+  if mode == 'add' or (mode == 'ensure' and (tonumber(redis.call('GET', key)) or 0) < 1) then
+    if redis.call('INCR', key) < 1 then redis.call('SET', key, '1') end
+  end
+  redis.call('PEXPIRE', key, ttl)
+end
+)lua";
+
+/// wake_one(waiting, wake, ttl): one registration (the caller read a count
+/// >= 1) becomes a wake-up in the wake list, which expires ttl ms later if
+/// nobody takes it.
+inline constexpr const char kWakeOneLua[] = R"lua(
+local function wake_one(waiting, wake, ttl)
+  redis.call('DECR', waiting)
+  redis.call('RPUSH', wake, '1')
+  redis.call('PEXPIRE', wake, ttl)
+end
+)lua";
+
 /// Release. KEYS: lock, waiting, wake. ARGV: token, wake ttl ms.
 /// Returns 0 if the key was not ours (left alone), 1 if released, 2 if
-/// released and one registered waiter's entry was moved to `wake` (one
-/// release wakes one waiting process). Uncontended: GET, DEL, RPOPLPUSH.
+/// released and one registered waiter became a wake-up (one release wakes
+/// one waiting process). Uncontended: MGET, DEL (raw compare-and-delete's
+/// GET, DEL); with a waiter: and DECR, RPUSH, PEXPIRE.
 inline const Script& lock_release_script() {
-  static const Script s(R"lua(
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+  static const Script s(std::string(kWakeOneLua) + R"lua(
+local v = redis.call('MGET', KEYS[1], KEYS[2])
+if v[1] ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-if redis.call('RPOPLPUSH', KEYS[2], KEYS[3]) then
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
-  return 2
-end
-return 1
+if (tonumber(v[2]) or 0) < 1 then return 1 end
+wake_one(KEYS[2], KEYS[3], ARGV[2])
+return 2
 )lua");
   return s;
 }
@@ -129,32 +160,32 @@ return -2 - redis.call('PTTL', KEYS[1])
 }
 
 /// A process registers as waiting. KEYS: lock, waiting. ARGV: waiting ttl
-/// ms, mode: 'add' (one more registration), 'ensure' (add one only if the
-/// list is gone: after a failover or a lost wait connection), 'keep' (only
+/// ms, mode: 'add' (one more registration), 'ensure' (add one only if none
+/// is counted: after a failover or a lost wait connection), 'keep' (only
 /// refresh the TTL). Returns -2 without registering when the lock is free
 /// (try again now), else the holder's PTTL (-1: no expiry). Checking and
 /// registering in one script closes the gap in which a release could come
 /// between the failed SET and the registration, and find nobody to wake.
 inline const Script& lock_register_script() {
-  static const Script s(R"lua(
+  static const Script s(std::string(kRegisterWaiterLua) + R"lua(
 local t = redis.call('PTTL', KEYS[1])
 if t == -2 then return -2 end
-if ARGV[2] == 'add' or (ARGV[2] == 'ensure' and redis.call('EXISTS', KEYS[2]) == 0) then
-  redis.call('RPUSH', KEYS[2], '1')
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
+register_waiter(KEYS[2], ARGV[2], ARGV[1])
 return t
 )lua");
   return s;
 }
 
-/// A process stops waiting without having been woken. KEYS: waiting, wake.
-/// Removes one registration, unless a wake-up is waiting to be taken (a
-/// release already used a registration): that wake-up is left for the
-/// next waiter.
+/// A process stops waiting. KEYS: waiting, wake. ARGV: 'acquired' (it got
+/// the lock or permit without a wake-up) or 'gave_up'. Removes one
+/// registration; when giving up, not if a wake-up is waiting to be taken
+/// (a release already used a registration): that wake-up is left for the
+/// next waiter. Shared by the lock and the semaphore.
 inline const Script& lock_leave_script() {
   static const Script s(R"lua(
-if redis.call('LLEN', KEYS[2]) == 0 then redis.call('LPOP', KEYS[1]) end
+if ARGV[1] == 'acquired' or redis.call('LLEN', KEYS[2]) == 0 then
+  if (tonumber(redis.call('GET', KEYS[1])) or 0) >= 1 then redis.call('DECR', KEYS[1]) end
+end
 return 1
 )lua");
   return s;

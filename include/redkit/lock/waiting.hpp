@@ -1,7 +1,7 @@
 /// @file lock/waiting.hpp
 /// Waiting in Redis, shared by RedisLock and RedisSemaphore on one server:
 /// one fallback wait on the wake list, and how a process that waited stops
-/// waiting (its registration in the `waiting` list). Internals of both.
+/// waiting (its registration in the `waiting` count). Internals of both.
 /// Thread safety: called by the one thread of a process that waits in Redis
 /// for a name.
 #pragma once
@@ -10,7 +10,6 @@
 #include <chrono>
 #include <string_view>
 
-#include "redkit/command.hpp"
 #include "redkit/detail/token.hpp"
 #include "redkit/detail/wait_list.hpp"
 #include "redkit/lock/scripts.hpp"
@@ -50,9 +49,9 @@ WaitResult wait_fallback(Client& client, WaitState& ws, std::chrono::millisecond
 }
 
 /// The waiting thread stops: unless keep (another thread of this process
-/// takes over), its registration is removed (LPOP when it acquired without
-/// being woken; when it gives up, the leave script, which keeps it when a
-/// wake-up is pending, for the next waiter) and its wait connection given back.
+/// takes over), its registration is removed by the leave script (when it
+/// gives up, not if a wake-up is pending: that one is left for the next
+/// waiter) and its wait connection given back.
 /// WaitState has `list` (a WaitList), `registered` and `ensure`. Never throws.
 template <class Client, class WaitState>
 void end_wait_registration(Client& client, WaitState& ws, std::string_view waiting, std::string_view wake,
@@ -60,11 +59,7 @@ void end_wait_registration(Client& client, WaitState& ws, std::string_view waiti
   if (keep) return;
   if (ws.registered) {
     try {
-      if (acquired) {
-        client.command(Command{"LPOP"}.key(waiting));
-      } else {
-        client.eval(lock_leave_script(), {waiting, wake}, {});
-      }
+      client.eval(lock_leave_script(), {waiting, wake}, {std::string_view(acquired ? "acquired" : "gave_up")});
     } catch (...) {
       // The registration expires with the list (kWaitingTtl).
     }

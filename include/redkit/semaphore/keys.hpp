@@ -16,8 +16,8 @@ struct SemaphoreKeys {
   /// Sorted set: one member per permit held (its id, scored with its expiry
   /// in server-clock ms) and the member kCountMember scored with the count.
   std::string permits;
-  std::string waiting;  ///< list: one element per process waiting in Redis
-  std::string wake;     ///< list: wake-ups a release moves there from `waiting`
+  std::string waiting;  ///< integer: how many processes wait in Redis (see kRegisterWaiterLua)
+  std::string wake;     ///< list: one wake-up per release that found `waiting` >= 1
 };
 
 /// The member of SemaphoreKeys::permits that stores the count (no permit id
@@ -27,7 +27,7 @@ inline constexpr const char kCountMember[] = "#count";
 /// @throws ConfigError for an empty name, or one with a '}' outside a hash tag.
 inline SemaphoreKeys semaphore_keys(const std::string& name) {
   const bool tagged = side_keys_tagged(name, "semaphore");
-  return {side_key(name, tagged, ":sem:permits"), side_key(name, tagged, ":sem:waiting"),
+  return {side_key(name, tagged, ":sem:permits"), side_key(name, tagged, ":sem:waiters"),
           side_key(name, tagged, ":sem:wake")};
 }
 

@@ -58,8 +58,8 @@ class SemaphorePermit {
   ~SemaphorePermit() { release(); }
 
   /// Gives the permit back: stops its renewal, then removes it from the
-  /// semaphore and wakes one waiting process (one EVALSHA: ZREM, and
-  /// RPOPLPUSH of one waiting process's registration to the wake list). A
+  /// semaphore and wakes one waiting process (one EVALSHA: ZREM, GET of the
+  /// waiting count, and when it is above 0: DECR, RPUSH to the wake list). A
   /// permit that expired or was taken away is left alone. Never throws: a
   /// permit it could not reach (server down) is free again after its TTL.
   /// No-op when the permit holds nothing (already released, moved from),

@@ -50,13 +50,13 @@ local above_counts = '(1000000000'
 /// retry of an attempt whose reply was lost). Returns {1, free permits
 /// left} when acquired; {0, ms until the earliest permit expires} when all
 /// are held, after registering this process per mode ('none': do not,
-/// 'add': one more registration, 'ensure': add one only if the list is
-/// gone, 'keep': only refresh the list's TTL) in the same step, so a release
+/// 'add': one more registration, 'ensure': add one only if none is
+/// counted, 'keep': only refresh the count's TTL; see kRegisterWaiterLua) in the same step, so a release
 /// cannot fall between the check and the registration; {-1, stored count}
 /// when the semaphore exists with another count.
 /// Uncontended: ZSCORE, TIME, ZREMRANGEBYSCORE, ZCARD, ZADD, PTTL.
 inline const Script& semaphore_acquire_script() {
-  static const Script s(std::string(kSemaphoreLua) + R"lua(
+  static const Script s(std::string(kSemaphoreLua) + kRegisterWaiterLua + R"lua(
 local limit = tonumber(ARGV[3])
 local stored = redis.call('ZSCORE', KEYS[1], '#count')
 if stored and tonumber(stored) ~= limit then return {-1, tonumber(stored)} end
@@ -72,11 +72,7 @@ if mine then
   keep(KEYS[1], ARGV[2], ARGV[6], not stored)
   return {1, limit - n}
 end
-local mode = ARGV[4]
-if mode == 'add' or (mode == 'ensure' and redis.call('EXISTS', KEYS[2]) == 0) then
-  redis.call('RPUSH', KEYS[2], '1')
-end
-if mode ~= 'none' then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
+if ARGV[4] ~= 'none' then register_waiter(KEYS[2], ARGV[4], ARGV[5]) end
 local first = redis.call('ZRANGEBYSCORE', KEYS[1], above_counts, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 local left = 0
 if first[2] then left = math.max(0, tonumber(first[2]) - now) end
@@ -107,16 +103,15 @@ return 1
 
 /// Release. KEYS: permits, waiting, wake. ARGV: permit id, wake ttl ms.
 /// Returns 0 if the permit was not there (left alone), 1 if released, 2 if
-/// released and one registered waiter's entry was moved to `wake` (one
-/// release wakes one waiting process). ZREM, RPOPLPUSH.
+/// released and one registered waiter became a wake-up (one release wakes
+/// one waiting process). Uncontended: ZREM, GET; with a waiter: and DECR,
+/// RPUSH, PEXPIRE.
 inline const Script& semaphore_release_script() {
-  static const Script s(R"lua(
+  static const Script s(std::string(kWakeOneLua) + R"lua(
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('RPOPLPUSH', KEYS[2], KEYS[3]) then
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
-  return 2
-end
-return 1
+if (tonumber(redis.call('GET', KEYS[2])) or 0) < 1 then return 1 end
+wake_one(KEYS[2], KEYS[3], ARGV[2])
+return 2
 )lua");
   return s;
 }
