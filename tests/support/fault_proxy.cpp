@@ -34,7 +34,8 @@ constexpr milliseconds kConnectWait{1000};   // upstream connect
 
 enum class Mode { Forward, Delay, Stall, BlackHole };
 
-// An armed *_command_containing one-shot.
+// An armed command one-shot: reset_after_next_command (no parts: any
+// command) or a *_command_containing one.
 struct Matcher {
   bool reset;  // else mute
   std::vector<std::string> parts;
@@ -57,7 +58,7 @@ struct Pipe {
   std::size_t queued = 0;
   RespFramer framer;
   bool dropping = false;            // discarding the reply drop_next_reply picked
-  std::string command;              // the command so far, while a *_command_containing is armed
+  std::string command;              // the command so far, while a command one-shot is armed
   bool reset_when_flushed = false;  // reset_after_bytes fired: reset both sockets once written
 };
 
@@ -88,7 +89,6 @@ struct FaultProxy::Engine {
   milliseconds delay{0};
   bool drop_armed = false;
   std::optional<std::size_t> reset_bytes[2];  // by Flow
-  bool reset_command_armed = false;
   std::deque<Matcher> matchers;
   bool reset_all_requested = false;
   bool stopping = false;
@@ -294,18 +294,13 @@ struct FaultProxy::Engine {
       if (flow == Flow::ToServer) {
         owner.commands_++;
         bool reset = false;
-        if (reset_command_armed) {
-          reset_command_armed = false;
-          reset = true;
-        } else if (!p.command.empty()) {
-          const auto hit = std::find_if(matchers.begin(), matchers.end(),
-                                        [&](const Matcher& m) { return m.matches(p.command); });
-          if (hit != matchers.end()) {
-            owner.matched_++;
-            reset = hit->reset;
-            if (!hit->reset) c.muted = true;
-            matchers.erase(hit);
-          }
+        const auto hit = std::find_if(matchers.begin(), matchers.end(),
+                                      [&](const Matcher& m) { return m.matches(p.command); });
+        if (hit != matchers.end()) {
+          if (!hit->parts.empty()) owner.matched_++;
+          reset = hit->reset;
+          if (!hit->reset) c.muted = true;
+          matchers.erase(hit);
         }
         p.command.clear();
         if (reset) {
@@ -427,7 +422,6 @@ void FaultProxy::forward() {
   engine_->drop_armed = false;
   engine_->reset_bytes[0].reset();
   engine_->reset_bytes[1].reset();
-  engine_->reset_command_armed = false;
   engine_->matchers.clear();
   engine_->wake();
 }
@@ -465,7 +459,7 @@ void FaultProxy::reset_after_bytes(Flow flow, std::size_t n) {
 
 void FaultProxy::reset_after_next_command() {
   std::lock_guard<std::mutex> lock(engine_->mu);
-  engine_->reset_command_armed = true;
+  engine_->matchers.push_back(Matcher{true, {}});
   engine_->wake();
 }
 
