@@ -158,9 +158,8 @@ class SingleLockBackend {
   }
 
   /// The acquiring thread stops: unless keep (another thread of this
-  /// process takes over), its registration is removed (LPOP when it
-  /// acquired without being woken; the leave script when it gives up) and
-  /// its wait connection given back.
+  /// process takes over), its registration is removed by the leave script
+  /// (see end_wait_registration) and its wait connection given back.
   void end_wait(WaitState& ws, bool keep, bool acquired) noexcept {
     end_wait_registration(*client_, ws, keys_.waiting, keys_.wake, keep, acquired);
   }

@@ -61,7 +61,7 @@ void end_wait_registration(Client& client, WaitState& ws, std::string_view waiti
     try {
       client.eval(lock_leave_script(), {waiting, wake}, {std::string_view(acquired ? "acquired" : "gave_up")});
     } catch (...) {
-      // The registration expires with the list (kWaitingTtl).
+      // The registration expires with the count (kWaitingTtl).
     }
     ws.registered = false;
   }

@@ -156,9 +156,8 @@ class SemaphoreBackend final : public PermitOwner {
   }
 
   /// The waiting thread stops: unless keep (another thread of this process
-  /// takes over), its registration is removed (LPOP when it acquired
-  /// without being woken; the lock's leave script when it gives up) and its
-  /// wait connection given back.
+  /// takes over), its registration is removed by the lock's leave script
+  /// (see end_wait_registration) and its wait connection given back.
   void end_wait(WaitState& ws, bool keep, bool acquired) noexcept {
     end_wait_registration(*client_, ws, keys_.waiting, keys_.wake, keep, acquired);
   }
